@@ -1,0 +1,150 @@
+//! Command-line interface (clap). Each command turns its flags into config
+//! overrides so a flag, `FLOWGATE_*` and the TOML file all name the same keys.
+
+use crate::config::{self, Config, ConfigError, Mode, Sources};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flowgate",
+    version,
+    about = "Inline network intrusion prevention system"
+)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `flowgate=debug`.
+    #[arg(long, global = true, env = "FLOWGATE_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Analyse a PCAP/PCAPNG file offline with the live engine's verdicts.
+    Analyze(AnalyzeArgs),
+    /// Validate or print configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// List the rules and their stable IDs.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration; print the problem, key and value.
+    Check(ConfigArgs),
+    /// Print the effective configuration (defaults, file, env, --set) as TOML.
+    Show(ConfigArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Print the built-in rule table.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(short, long, env = "FLOWGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override any config key, e.g. `--set detect.icmp_flood.limit=200`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigArgs {
+    pub fn sources(&self) -> Result<Sources, ConfigError> {
+        let mut s = Sources {
+            file: self.config.clone(),
+            overrides: Vec::new(),
+            env: true,
+        };
+        for kv in &self.set {
+            s.overrides.push(config::parse_set(kv)?);
+        }
+        Ok(s)
+    }
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq, Default)]
+pub enum SummaryFormat {
+    #[default]
+    Text,
+    Json,
+    None,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AnalyzeArgs {
+    /// Capture to analyse (PCAP or PCAPNG; Ethernet, Linux SLL/SLL2, raw IP).
+    pub pcap: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Shard worker threads (engine.shards); 0 = one per core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// prevent (IPS) or detect (IDS: log, forward everything) (engine.mode).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Alert log, JSONL, appended to (output.alerts).
+    #[arg(long, value_name = "PATH")]
+    pub alerts: Option<PathBuf>,
+    /// Write one line per packet: `pcap_cnt<TAB>allow|drop[<TAB>rule]`.
+    #[arg(long, value_name = "PATH")]
+    pub verdicts: Option<PathBuf>,
+    /// End-of-run summary on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub summary: SummaryFormat,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ModeArg {
+    Prevent,
+    Detect,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Prevent => Mode::Prevent,
+            ModeArg::Detect => Mode::Detect,
+        }
+    }
+}
+
+impl AnalyzeArgs {
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut s = self.config.sources()?;
+        if let Some(n) = self.shards {
+            s.set("engine.shards", n);
+        }
+        if let Some(m) = self.mode {
+            s.set(
+                "engine.mode",
+                match m {
+                    ModeArg::Prevent => "\"prevent\"",
+                    ModeArg::Detect => "\"detect\"",
+                },
+            );
+        }
+        if let Some(p) = &self.alerts {
+            s.overrides
+                .push(("output.alerts".into(), toml_string(&p.to_string_lossy())));
+        }
+        Config::load(&s)
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}

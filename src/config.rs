@@ -1,0 +1,483 @@
+//! Configuration: one TOML file, every key overridable by `FLOWGATE_*`
+//! environment variables (`FLOWGATE_DETECT__ICMP_FLOOD__LIMIT=200`, `__`
+//! between levels) and by `--set key=value` flags, in that order of
+//! precedence (flag wins). Errors name the key, the value and what is
+//! allowed.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// IPS: drop what the rules say.
+    #[default]
+    Prevent,
+    /// IDS: decide and log the same, forward everything.
+    Detect,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub engine: EngineConfig,
+    pub output: OutputConfig,
+    pub block: BlockConfig,
+    pub tables: TablesConfig,
+    pub detect: DetectConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Worker threads; 0 = one per available core.
+    pub shards: usize,
+    pub mode: Mode,
+    /// Packets per batch handed to a shard.
+    pub batch_size: usize,
+    /// Batches in flight per shard queue.
+    pub queue_batches: usize,
+    /// Drop frames that fail to decode (the kernel would too). `false`
+    /// forwards them untouched; they are counted either way.
+    pub drop_malformed: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// EVE-style JSONL alert log, opened for append.
+    pub alerts: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockConfig {
+    /// How long a source stays blocked, in packet time.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most blocked sources held at once (the XDP map's size live).
+    pub capacity: usize,
+    /// Sources in these networks are never blocked or inspected.
+    pub allowlist: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// Most sources with detector state held at once.
+    pub sources: usize,
+    /// A source with no packets for this long forgets its state.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub icmp_flood: IcmpFloodConfig,
+    pub syn_flood: SynFloodConfig,
+    pub flag_scan: FlagScanConfig,
+    pub port_scan: PortScanConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcmpFloodConfig {
+    pub enabled: bool,
+    /// Echo requests allowed per window; one more fires.
+    pub limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynFloodConfig {
+    pub enabled: bool,
+    /// SYNs (without ACK) allowed per window; one more fires.
+    pub limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Handshakes left half-open allowed per `half_open_window`.
+    pub half_open_limit: u32,
+    /// A SYN with no final ACK from the source after this long is half-open.
+    #[serde(with = "humantime_serde")]
+    pub half_open_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub half_open_window: Duration,
+    /// Pending handshakes tracked per source; the oldest beyond this count
+    /// as half-open at once.
+    pub max_pending: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagScanConfig {
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortScanConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Distinct unanswered destination ports allowed per window.
+    pub distinct_ports: u32,
+    /// Distinct unanswered (host, port) pairs allowed per window.
+    pub distinct_pairs: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            engine: EngineConfig::default(),
+            output: OutputConfig::default(),
+            block: BlockConfig::default(),
+            tables: TablesConfig::default(),
+            detect: DetectConfig::default(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: 0,
+            mode: Mode::Prevent,
+            batch_size: 256,
+            queue_batches: 16,
+            drop_malformed: true,
+        }
+    }
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            alerts: PathBuf::from("logs/alerts.jsonl"),
+        }
+    }
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            ttl: Duration::from_secs(60),
+            capacity: 65_536,
+            allowlist: Vec::new(),
+        }
+    }
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            sources: 262_144,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for IcmpFloodConfig {
+    fn default() -> Self {
+        IcmpFloodConfig {
+            enabled: true,
+            limit: 100,
+            window: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for SynFloodConfig {
+    fn default() -> Self {
+        SynFloodConfig {
+            enabled: true,
+            limit: 200,
+            window: Duration::from_secs(1),
+            half_open_limit: 100,
+            half_open_timeout: Duration::from_secs(3),
+            half_open_window: Duration::from_secs(10),
+            max_pending: 1024,
+        }
+    }
+}
+
+impl Default for FlagScanConfig {
+    fn default() -> Self {
+        FlagScanConfig { enabled: true }
+    }
+}
+
+impl Default for PortScanConfig {
+    fn default() -> Self {
+        PortScanConfig {
+            enabled: true,
+            window: Duration::from_secs(10),
+            distinct_ports: 30,
+            distinct_pairs: 100,
+        }
+    }
+}
+
+/// A configuration problem, always naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {msg}")]
+    File { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Parse(String),
+    #[error("config key `{key}` = {value}: {allowed}")]
+    Value {
+        key: String,
+        value: String,
+        allowed: String,
+    },
+    #[error("--set {0}: expected KEY=VALUE, e.g. --set detect.icmp_flood.limit=200")]
+    SetSyntax(String),
+}
+
+/// Where configuration comes from, lowest precedence first.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    /// `key=value` pairs from `--set` and from dedicated flags.
+    pub overrides: Vec<(String, String)>,
+    /// Read `FLOWGATE_*` variables (off in tests that must be hermetic).
+    pub env: bool,
+}
+
+impl Sources {
+    pub fn set(&mut self, key: &str, value: impl ToString) {
+        self.overrides.push((key.to_string(), value.to_string()));
+    }
+}
+
+impl Config {
+    pub fn load(src: &Sources) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &src.file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+            // Parse here first: toml's errors carry line and column.
+            toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                msg: e.to_string().trim().replace('\n', " "),
+            })?;
+            fig = fig.merge(Toml::string(&text));
+        }
+        if src.env {
+            // Only nested keys: FLOWGATE_CONFIG / FLOWGATE_LOG are flags.
+            fig = fig.merge(
+                Env::prefixed("FLOWGATE_")
+                    .split("__")
+                    .filter(|k| k.as_str().contains("__")),
+            );
+        }
+        for (key, raw) in &src.overrides {
+            fig = fig.merge(Serialized::default(key, toml_value(raw)));
+        }
+        let cfg: Config = fig.extract().map_err(|e| {
+            let mut msgs = Vec::new();
+            for err in e {
+                let key = if err.path.is_empty() {
+                    String::new()
+                } else {
+                    format!("config key `{}`: ", err.path.join("."))
+                };
+                let from = err
+                    .metadata
+                    .as_ref()
+                    .map(|m| format!(" (from {})", m.name))
+                    .unwrap_or_default();
+                msgs.push(format!("{key}{}{from}", err.kind));
+            }
+            ConfigError::Parse(msgs.join("; "))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, value: impl std::fmt::Display, allowed: &str) -> ConfigError {
+            ConfigError::Value {
+                key: key.into(),
+                value: value.to_string(),
+                allowed: allowed.into(),
+            }
+        }
+        let e = &self.engine;
+        if e.shards > crate::shard::BUCKETS {
+            return Err(bad(
+                "engine.shards",
+                e.shards,
+                "must be 0 (one per core) to 1024",
+            ));
+        }
+        if !(1..=65_536).contains(&e.batch_size) {
+            return Err(bad("engine.batch_size", e.batch_size, "must be 1 to 65536"));
+        }
+        if !(1..=4096).contains(&e.queue_batches) {
+            return Err(bad(
+                "engine.queue_batches",
+                e.queue_batches,
+                "must be 1 to 4096",
+            ));
+        }
+        let d = |k: &str, v: Duration| -> Result<(), ConfigError> {
+            if v.is_zero() {
+                Err(bad(
+                    k,
+                    "\"0s\"",
+                    "must be a positive duration such as \"1s\" or \"500ms\"",
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        d("block.ttl", self.block.ttl)?;
+        d("tables.idle_timeout", self.tables.idle_timeout)?;
+        if self.block.capacity == 0 {
+            return Err(bad("block.capacity", 0, "must be at least 1"));
+        }
+        if self.tables.sources == 0 {
+            return Err(bad("tables.sources", 0, "must be at least 1"));
+        }
+        let det = &self.detect;
+        d("detect.icmp_flood.window", det.icmp_flood.window)?;
+        d("detect.syn_flood.window", det.syn_flood.window)?;
+        d(
+            "detect.syn_flood.half_open_timeout",
+            det.syn_flood.half_open_timeout,
+        )?;
+        d(
+            "detect.syn_flood.half_open_window",
+            det.syn_flood.half_open_window,
+        )?;
+        d("detect.port_scan.window", det.port_scan.window)?;
+        if det.syn_flood.max_pending == 0 || det.syn_flood.max_pending > 65_536 {
+            return Err(bad(
+                "detect.syn_flood.max_pending",
+                det.syn_flood.max_pending,
+                "must be 1 to 65536",
+            ));
+        }
+        for (k, v) in [
+            (
+                "detect.port_scan.distinct_ports",
+                det.port_scan.distinct_ports,
+            ),
+            (
+                "detect.port_scan.distinct_pairs",
+                det.port_scan.distinct_pairs,
+            ),
+        ] {
+            if !(1..=4096).contains(&v) {
+                return Err(bad(k, v, "must be 1 to 4096"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn shards(&self) -> usize {
+        match self.engine.shards {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(crate::shard::BUCKETS),
+            n => n,
+        }
+    }
+
+    pub fn is_allowlisted(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.block.allowlist.iter().any(|n| n.contains(&ip))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    pub fn default_path() -> &'static Path {
+        Path::new("/etc/flowgate/flowgate.toml")
+    }
+}
+
+/// A `--set` value: TOML syntax if it parses (numbers, booleans, arrays),
+/// otherwise the raw string.
+fn toml_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// Splits `key=value`.
+pub fn parse_set(s: &str) -> Result<(String, String), ConfigError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(ConfigError::SetSyntax(s.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut s = Sources::default();
+        for (k, v) in overrides {
+            s.set(k, v);
+        }
+        Config::load(&s)
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn overrides_nest_and_parse_types() {
+        let c = load(&[
+            ("detect.icmp_flood.limit", "7"),
+            ("block.ttl", "90s"),
+            ("block.allowlist", "[\"198.18.0.0/24\"]"),
+            ("engine.mode", "detect"),
+        ])
+        .unwrap();
+        assert_eq!(c.detect.icmp_flood.limit, 7);
+        assert_eq!(c.block.ttl, Duration::from_secs(90));
+        assert!(c.is_allowlisted("198.18.0.9".parse().unwrap()));
+        assert!(!c.is_allowlisted("198.19.0.9".parse().unwrap()));
+        assert_eq!(c.engine.mode, Mode::Detect);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load(&[("detect.icmp_flood.limt", "7")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limt"), "{e}");
+        let e = load(&[("detect.icmp_flood.limit", "\"lots\"")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("detect.icmp_flood.limit"), "{e}");
+        let e = load(&[("block.ttl", "0s")]).unwrap_err().to_string();
+        assert!(e.contains("block.ttl"), "{e}");
+        let e = load(&[("engine.mode", "block")]).unwrap_err().to_string();
+        assert!(e.contains("engine.mode"), "{e}");
+    }
+}

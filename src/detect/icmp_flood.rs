@@ -1,0 +1,64 @@
+//! ICMP echo flood: too many echo requests from one source in a window.
+
+use super::{fmt_window, Detection, WindowCount};
+use crate::config::IcmpFloodConfig;
+use crate::packet::Ts;
+use crate::rules;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct State {
+    echo: WindowCount,
+}
+
+pub fn on_echo_request(cfg: &IcmpFloodConfig, st: &mut State, now: Ts) -> Option<Detection> {
+    let n = st.echo.hit(now, cfg.window);
+    (n > cfg.limit).then(|| Detection {
+        rule: rules::ICMP_FLOOD,
+        metric: "icmp_echo_requests",
+        value: n as u64,
+        threshold: cfg.limit as u64,
+        window: Some(cfg.window),
+        reason: format!(
+            "{n} ICMP echo requests within {} (limit {})",
+            fmt_window(cfg.window),
+            cfg.limit
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_on_the_packet_past_the_limit() {
+        let cfg = IcmpFloodConfig {
+            limit: 3,
+            ..Default::default()
+        };
+        let mut st = State::default();
+        for i in 0..3 {
+            assert!(on_echo_request(&cfg, &mut st, i * 1_000_000).is_none());
+        }
+        let d = on_echo_request(&cfg, &mut st, 4_000_000).unwrap();
+        assert_eq!((d.value, d.threshold), (4, 3));
+        assert!(
+            d.reason
+                .contains("4 ICMP echo requests within 1s (limit 3)"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn slow_pings_never_fire() {
+        let cfg = IcmpFloodConfig {
+            limit: 3,
+            ..Default::default()
+        };
+        let mut st = State::default();
+        for i in 0..100u64 {
+            assert!(on_echo_request(&cfg, &mut st, i * 400_000_000).is_none());
+        }
+    }
+}

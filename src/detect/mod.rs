@@ -1,0 +1,129 @@
+//! Behavioural detectors. Each keeps per-source state inside `SourceState`,
+//! which lives in the source's shard, and is handed the packet time: no
+//! detector does I/O or reads a clock, so tests drive them deterministically
+//! and every shard count decides the same.
+
+pub mod flag_scan;
+pub mod icmp_flood;
+pub mod port_scan;
+pub mod syn_flood;
+
+use crate::config::DetectConfig;
+use crate::packet::{Packet, Proto, Ts};
+use crate::rules::RuleId;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A detector's finding: the rule, and the measurement against its limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detection {
+    pub rule: RuleId,
+    /// What was measured, e.g. `icmp_echo_requests`.
+    pub metric: &'static str,
+    pub value: u64,
+    /// The limit `value` exceeded (0 for immediate signatures).
+    pub threshold: u64,
+    /// The window `value` was counted over, if any.
+    pub window: Option<Duration>,
+    /// Human explanation with the numbers.
+    pub reason: String,
+}
+
+/// Everything the detectors remember about one source.
+#[derive(Debug, Default)]
+pub struct SourceState {
+    /// Cached allowlist check, made when the source was first seen.
+    pub allowlisted: bool,
+    pub icmp: icmp_flood::State,
+    pub syn: syn_flood::State,
+    pub scan: port_scan::State,
+}
+
+/// Runs every enabled detector on one packet of a source, cheapest first.
+/// Returns the first finding.
+pub fn inspect(
+    cfg: &DetectConfig,
+    st: &mut SourceState,
+    pkt: &Packet,
+    now: Ts,
+) -> Option<Detection> {
+    if pkt.fragment {
+        return None;
+    }
+    match pkt.proto {
+        Proto::Tcp => {
+            if cfg.flag_scan.enabled {
+                if let Some(d) = flag_scan::inspect(pkt) {
+                    return Some(d);
+                }
+            }
+            let mut completed = false;
+            if cfg.syn_flood.enabled {
+                let out = syn_flood::on_tcp(&cfg.syn_flood, &mut st.syn, pkt, now);
+                if out.detection.is_some() {
+                    return out.detection;
+                }
+                completed = out.completed;
+            }
+            if cfg.port_scan.enabled {
+                return port_scan::on_tcp(&cfg.port_scan, &mut st.scan, pkt, now, completed);
+            }
+            None
+        }
+        Proto::Icmp | Proto::Icmpv6 if cfg.icmp_flood.enabled && pkt.is_icmp_echo_request() => {
+            icmp_flood::on_echo_request(&cfg.icmp_flood, &mut st.icmp, now)
+        }
+        _ => None,
+    }
+}
+
+/// Events counted in a fixed window that starts at the first event and
+/// restarts at the first event after it closes. Integer-only and driven by
+/// packet time, so replaying the same packets always gives the same counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowCount {
+    start: Ts,
+    count: u32,
+}
+
+impl WindowCount {
+    /// Counts one event at `now`; returns the count in the current window.
+    #[inline]
+    pub fn hit(&mut self, now: Ts, window: Duration) -> u32 {
+        if self.count == 0 || now.saturating_sub(self.start) >= window.as_nanos() as u64 {
+            self.start = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count
+    }
+}
+
+/// Fixed-seed hash of a connection's far end as seen from the source.
+pub(crate) fn hash_endpoint(dst: IpAddr, dst_port: u16, src_port: u16) -> u64 {
+    let ip = match dst {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    crate::shard::build_hasher().hash_one((ip, dst_port, src_port))
+}
+
+pub(crate) fn fmt_window(w: Duration) -> String {
+    humantime::format_duration(w).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_restarts_after_it_closes() {
+        let mut w = WindowCount::default();
+        let s = Duration::from_secs(1);
+        assert_eq!(w.hit(0, s), 1);
+        assert_eq!(w.hit(999_999_999, s), 2);
+        assert_eq!(w.hit(1_000_000_000, s), 1);
+        // Out-of-order time (merged captures) stays in the window.
+        assert_eq!(w.hit(500, s), 2);
+    }
+}

@@ -1,0 +1,20 @@
+//! flowgate: an inline intrusion prevention system.
+//!
+//! Data flow (see `../shared/DESIGN.md`):
+//! source (`source::pcap`, AF_XDP) → `packet::source_of` picks the shard
+//! (`shard`) → `pipeline` batches → `engine::ShardEngine` parses
+//! (`packet::parse`), runs `detect`, decides a `Verdict` → `output`.
+
+pub mod alert;
+pub mod analyze;
+pub mod cli;
+pub mod config;
+pub mod detect;
+pub mod engine;
+pub mod output;
+pub mod packet;
+pub mod pipeline;
+pub mod rules;
+pub mod shard;
+pub mod source;
+pub mod table;

@@ -1,0 +1,142 @@
+//! Where decisions go: the EVE JSONL alert log, the optional per-packet
+//! verdict log, and the tallies behind the end-of-run summary.
+
+use crate::alert::Event;
+use crate::engine::Verdict;
+use crate::pipeline::{Collector, ShardOutput};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Most distinct offenders tallied for the summary; past this, new sources
+/// are counted only in the totals (a spoofed flood must not grow memory).
+const MAX_OFFENDERS: usize = 65_536;
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Offender {
+    pub src: String,
+    pub episodes: u64,
+    /// Packets decided against the source, including each episode's first.
+    pub packets: u64,
+    pub bytes: u64,
+    pub rules: Vec<u32>,
+}
+
+pub struct Recorder {
+    alerts: Option<(PathBuf, BufWriter<File>)>,
+    verdicts: Option<(PathBuf, BufWriter<File>)>,
+    pub alerts_written: u64,
+    pub episodes_ended: u64,
+    offenders: HashMap<IpAddr, Offender>,
+    /// First write error; writing stops there and the run reports it.
+    pub error: Option<String>,
+}
+
+/// Opens for append, creating parent directories.
+pub fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl Recorder {
+    pub fn new(alerts: Option<&Path>, verdicts: Option<&Path>) -> std::io::Result<Recorder> {
+        let open = |p: &Path| -> std::io::Result<(PathBuf, BufWriter<File>)> {
+            let f = open_append(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            Ok((p.to_path_buf(), BufWriter::with_capacity(1 << 16, f)))
+        };
+        Ok(Recorder {
+            alerts: alerts.map(open).transpose()?,
+            verdicts: verdicts.map(open).transpose()?,
+            alerts_written: 0,
+            episodes_ended: 0,
+            offenders: HashMap::new(),
+            error: None,
+        })
+    }
+
+    pub fn flush(&mut self) -> Result<(), String> {
+        for (path, w) in self.alerts.iter_mut().chain(self.verdicts.iter_mut()) {
+            w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        match &self.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Top `n` offenders by packets decided against them.
+    pub fn top_offenders(&self, n: usize) -> Vec<Offender> {
+        let mut v: Vec<Offender> = self.offenders.values().cloned().collect();
+        v.sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| a.src.cmp(&b.src)));
+        v.truncate(n);
+        v
+    }
+
+    fn write_line(&mut self, line: &str, to_alerts: bool) {
+        if self.error.is_some() {
+            return;
+        }
+        let target = if to_alerts {
+            &mut self.alerts
+        } else {
+            &mut self.verdicts
+        };
+        if let Some((path, w)) = target {
+            if let Err(e) = w.write_all(line.as_bytes()) {
+                self.error = Some(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+
+    fn tally(&mut self, src: IpAddr, rule: u32, episodes: u64, packets: u64, bytes: u64) {
+        if !self.offenders.contains_key(&src) && self.offenders.len() >= MAX_OFFENDERS {
+            return;
+        }
+        let o = self.offenders.entry(src).or_insert_with(|| Offender {
+            src: src.to_string(),
+            ..Default::default()
+        });
+        o.episodes += episodes;
+        o.packets += packets;
+        o.bytes += bytes;
+        if !o.rules.contains(&rule) {
+            o.rules.push(rule);
+        }
+    }
+}
+
+impl Collector for Recorder {
+    fn collect(&mut self, out: ShardOutput) {
+        for ev in &out.events {
+            let mut line = ev.to_eve().to_string();
+            line.push('\n');
+            self.write_line(&line, true);
+            match ev {
+                Event::Alert(a) => {
+                    self.alerts_written += 1;
+                    // The packet that started the episode counts too.
+                    self.tally(a.src, a.rule.id, 1, 1, 0);
+                }
+                Event::BlockEnd(e) => {
+                    self.episodes_ended += 1;
+                    self.tally(e.src, e.rule.id, 0, e.packets, e.bytes);
+                }
+            }
+        }
+        if !out.verdicts.is_empty() && self.verdicts.is_some() {
+            let mut s = String::with_capacity(out.verdicts.len() * 16);
+            for (idx, v) in &out.verdicts {
+                match v {
+                    Verdict::Allow => s.push_str(&format!("{idx}\tallow\n")),
+                    Verdict::Drop(r) => s.push_str(&format!("{idx}\tdrop\t{r}\n")),
+                }
+            }
+            self.write_line(&s, false);
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! Where a frame is parsed: a checked, zero-copy view of one captured frame.
+//!
+//! `parse` does every bounds check once (with etherparse) and copies the few
+//! header fields the detectors need into a plain struct. After it returns
+//! `Ok`, nothing a detector reads can panic or index out of bounds; the
+//! payload is a sub-slice of the original frame, never a copy.
+//!
+//! `source_of` is the cheap path the reader thread uses to pick a shard: it
+//! reads only as far as the IP source address.
+
+use etherparse::err::Layer;
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Packet time in nanoseconds since the Unix epoch. Detectors only ever see
+/// this clock (PCAP record time offline, RX time live), never the wall clock.
+pub type Ts = u64;
+
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Link-layer framing of a capture (PCAP DLT / LINKTYPE values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    Ethernet,
+    /// Linux cooked capture v1 (`tcpdump -i any` on older libpcap).
+    LinuxSll,
+    /// Linux cooked capture v2 (`tcpdump -i any` on libpcap >= 1.10).
+    LinuxSll2,
+    /// Raw IPv4 or IPv6, version taken from the first nibble.
+    RawIp,
+    /// BSD loopback: 4-byte address family in host order.
+    Null,
+    /// A PCAPNG interface whose link type we cannot decode.
+    Unsupported,
+}
+
+impl LinkType {
+    /// Maps a LINKTYPE_* number; `None` means we cannot decode it.
+    pub fn from_linktype(n: u32) -> Option<LinkType> {
+        match n {
+            1 => Some(LinkType::Ethernet),
+            113 => Some(LinkType::LinuxSll),
+            276 => Some(LinkType::LinuxSll2),
+            // LINKTYPE_RAW, the two historic DLT_RAW values, IPV4, IPV6.
+            101 | 12 | 14 | 228 | 229 => Some(LinkType::RawIp),
+            0 | 108 => Some(LinkType::Null),
+            _ => None,
+        }
+    }
+}
+
+/// Transport protocol of an IP packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    Other(u8),
+}
+
+impl Proto {
+    /// Name as Suricata writes it in EVE `proto`.
+    pub fn eve_name(self) -> String {
+        match self {
+            Proto::Tcp => "TCP".into(),
+            Proto::Udp => "UDP".into(),
+            Proto::Icmp => "ICMP".into(),
+            Proto::Icmpv6 => "IPv6-ICMP".into(),
+            Proto::Other(n) => format!("{n:03}"),
+        }
+    }
+}
+
+/// TCP flag bits as on the wire (byte 13 of the TCP header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    pub fn has(self, bits: u8) -> bool {
+        self.0 & bits == bits
+    }
+    pub fn any(self, bits: u8) -> bool {
+        self.0 & bits != 0
+    }
+    /// The six classic flags, ignoring ECN bits.
+    pub fn classic(self) -> u8 {
+        self.0 & 0x3f
+    }
+}
+
+/// A parsed IP packet. Plain fields: no accessor can fail.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: Proto,
+    /// 0 for protocols without ports.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Zero unless `proto == Tcp`.
+    pub tcp_flags: TcpFlags,
+    /// ICMP / ICMPv6 type and code; zero otherwise.
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Transport payload (TCP/UDP data, ICMP body). Empty for fragments
+    /// after the first.
+    pub payload: &'a [u8],
+    /// A non-first IP fragment, or a first fragment whose transport header
+    /// could not be read: the transport fields above are unset.
+    pub fragment: bool,
+    /// The capture cut the frame short (snaplen): fields are valid but the
+    /// payload is incomplete.
+    pub capture_truncated: bool,
+}
+
+impl Packet<'_> {
+    pub fn is_icmp_echo_request(&self) -> bool {
+        match self.proto {
+            Proto::Icmp => self.icmp_type == 8,
+            Proto::Icmpv6 => self.icmp_type == 128,
+            _ => false,
+        }
+    }
+}
+
+/// What a frame turned out to be.
+#[derive(Clone, Copy, Debug)]
+pub enum Frame<'a> {
+    Ip(Packet<'a>),
+    /// ARP, LLDP and every other non-IP frame: a bump in the wire passes these.
+    NonIp,
+}
+
+/// Why a frame could not be decoded. Counted per kind, never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Malformed {
+    /// Ethernet / VLAN / cooked header cut short or invalid.
+    Link,
+    Ipv4,
+    Ipv6,
+    /// IPv6 extension headers or IPv4 AH.
+    IpExt,
+    /// IP total/payload length larger than the frame.
+    IpLength,
+    Tcp,
+    Udp,
+    Icmp,
+    /// The capture's link type is not one we decode.
+    UnsupportedLink,
+}
+
+impl Malformed {
+    pub const ALL: [Malformed; 9] = [
+        Malformed::Link,
+        Malformed::Ipv4,
+        Malformed::Ipv6,
+        Malformed::IpExt,
+        Malformed::IpLength,
+        Malformed::Tcp,
+        Malformed::Udp,
+        Malformed::Icmp,
+        Malformed::UnsupportedLink,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Malformed::Link => "link",
+            Malformed::Ipv4 => "ipv4",
+            Malformed::Ipv6 => "ipv6",
+            Malformed::IpExt => "ip_ext",
+            Malformed::IpLength => "ip_length",
+            Malformed::Tcp => "tcp",
+            Malformed::Udp => "udp",
+            Malformed::Icmp => "icmp",
+            Malformed::UnsupportedLink => "unsupported_link",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_layer(layer: Layer) -> Malformed {
+        match layer {
+            Layer::LinuxSllHeader
+            | Layer::Ethernet2Header
+            | Layer::EtherPayload
+            | Layer::VlanHeader
+            | Layer::MacsecHeader
+            | Layer::MacsecPacket => Malformed::Link,
+            Layer::IpHeader | Layer::Ipv4Header | Layer::Ipv4Packet => Malformed::Ipv4,
+            Layer::Ipv6Header | Layer::Ipv6Packet => Malformed::Ipv6,
+            Layer::IpAuthHeader
+            | Layer::Ipv6ExtHeader
+            | Layer::Ipv6HopByHopHeader
+            | Layer::Ipv6DestOptionsHeader
+            | Layer::Ipv6RouteHeader
+            | Layer::Ipv6FragHeader => Malformed::IpExt,
+            Layer::UdpHeader | Layer::UdpPayload => Malformed::Udp,
+            Layer::TcpHeader => Malformed::Tcp,
+            Layer::Icmpv4
+            | Layer::Icmpv4Timestamp
+            | Layer::Icmpv4TimestampReply
+            | Layer::Icmpv6 => Malformed::Icmp,
+            _ => Malformed::Link,
+        }
+    }
+}
+
+const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+
+/// Decodes one frame. `wire_len` is the original length; when it exceeds
+/// `data.len()` the capture was cut by a snaplen and a short IP payload is
+/// tolerated instead of being called malformed.
+pub fn parse(link: LinkType, data: &[u8], wire_len: u32) -> Result<Frame<'_>, Malformed> {
+    let capture_truncated = (wire_len as usize) > data.len();
+    let sliced = match link {
+        LinkType::Unsupported => return Err(Malformed::UnsupportedLink),
+        LinkType::Ethernet => {
+            LaxSlicedPacket::from_ethernet(data).map_err(|e| Malformed::from_layer(e.layer))?
+        }
+        LinkType::RawIp => match data.first().map(|b| b >> 4) {
+            Some(4) | Some(6) => LaxSlicedPacket::from_ip(data).map_err(|e| match e {
+                etherparse::err::ip::LaxHeaderSliceError::Len(l) => Malformed::from_layer(l.layer),
+                etherparse::err::ip::LaxHeaderSliceError::Content(_) => Malformed::Ipv4,
+            })?,
+            _ => return Err(Malformed::Ipv4),
+        },
+        LinkType::LinuxSll | LinkType::LinuxSll2 | LinkType::Null => {
+            let (ether_type, rest) = cooked_ether_type(link, data).ok_or(Malformed::Link)?;
+            if ether_type != ETH_IPV4 && ether_type != ETH_IPV6 && !ETH_VLAN.contains(&ether_type) {
+                return Ok(Frame::NonIp);
+            }
+            LaxSlicedPacket::from_ether_type(EtherType(ether_type), rest)
+        }
+    };
+    if let Some((err, layer)) = &sliced.stop_err {
+        // A snaplen cut inside the transport header still leaves usable IP
+        // fields; anything else is a broken packet.
+        let is_len = matches!(err, etherparse::err::packet::SliceError::Len(_));
+        if !(capture_truncated && is_len && sliced.net.is_some()) {
+            return Err(Malformed::from_layer(*layer));
+        }
+    }
+    let (src, dst, payload) = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                ip.payload(),
+            )
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                ip.payload(),
+            )
+        }
+        Some(LaxNetSlice::Arp(_)) | None => return Ok(Frame::NonIp),
+    };
+    if payload.incomplete && !capture_truncated {
+        return Err(Malformed::IpLength);
+    }
+    let mut pkt = Packet {
+        src,
+        dst,
+        proto: Proto::Other(payload.ip_number.0),
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: TcpFlags(0),
+        icmp_type: 0,
+        icmp_code: 0,
+        payload: &[],
+        fragment: payload.fragmented,
+        capture_truncated,
+    };
+    match &sliced.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            pkt.proto = Proto::Tcp;
+            pkt.src_port = t.source_port();
+            pkt.dst_port = t.destination_port();
+            pkt.tcp_flags = TcpFlags(t.header_slice().get(13).copied().unwrap_or(0));
+            pkt.payload = t.payload();
+        }
+        Some(TransportSlice::Udp(u)) => {
+            pkt.proto = Proto::Udp;
+            pkt.src_port = u.source_port();
+            pkt.dst_port = u.destination_port();
+            pkt.payload = u.payload();
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            pkt.proto = Proto::Icmp;
+            pkt.icmp_type = i.type_u8();
+            pkt.icmp_code = i.code_u8();
+            pkt.payload = i.payload();
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            pkt.proto = Proto::Icmpv6;
+            pkt.icmp_type = i.type_u8();
+            pkt.icmp_code = i.code_u8();
+            pkt.payload = i.payload();
+        }
+        Some(_) => {}
+        None => {
+            // etherparse leaves a fragment's transport unparsed. Keep the
+            // protocol so per-protocol counters still see it.
+            pkt.proto = match payload.ip_number.0 {
+                6 => Proto::Tcp,
+                17 => Proto::Udp,
+                1 => Proto::Icmp,
+                58 => Proto::Icmpv6,
+                n => Proto::Other(n),
+            };
+            if matches!(
+                pkt.proto,
+                Proto::Tcp | Proto::Udp | Proto::Icmp | Proto::Icmpv6
+            ) && !payload.fragmented
+                && !capture_truncated
+            {
+                return Err(match pkt.proto {
+                    Proto::Tcp => Malformed::Tcp,
+                    Proto::Udp => Malformed::Udp,
+                    _ => Malformed::Icmp,
+                });
+            }
+            pkt.fragment = true;
+        }
+    }
+    Ok(Frame::Ip(pkt))
+}
+
+/// EtherType and payload of a cooked (SLL, SLL2) or loopback frame.
+fn cooked_ether_type(link: LinkType, data: &[u8]) -> Option<(u16, &[u8])> {
+    match link {
+        LinkType::LinuxSll => Some((be16(data, 14)?, data.get(16..)?)),
+        LinkType::LinuxSll2 => Some((be16(data, 0)?, data.get(20..)?)),
+        LinkType::Null => {
+            let fam = data.get(0..4)?;
+            // Written in the capturing host's byte order; AF_INET is 2 and
+            // AF_INET6 is 10 (Linux), 24, 28 or 30 (BSDs) everywhere.
+            let af = if fam[0] == 0 && fam[1] == 0 {
+                u32::from_be_bytes([fam[0], fam[1], fam[2], fam[3]])
+            } else {
+                u32::from_le_bytes([fam[0], fam[1], fam[2], fam[3]])
+            };
+            let et = match af {
+                2 => ETH_IPV4,
+                10 | 24 | 28 | 30 => ETH_IPV6,
+                _ => 0,
+            };
+            Some((et, data.get(4..)?))
+        }
+        _ => None,
+    }
+}
+
+fn be16(data: &[u8], at: usize) -> Option<u16> {
+    let b = data.get(at..at + 2)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// The source address, reading no further than the IP header's address
+/// fields. Used by the reader thread to pick a shard; `None` for non-IP or
+/// frames too short to tell (those are spread over shards by index).
+pub fn source_of(link: LinkType, data: &[u8]) -> Option<IpAddr> {
+    let ip = match link {
+        LinkType::Ethernet => {
+            let mut et = be16(data, 12)?;
+            let mut off = 14;
+            // Up to two VLAN tags (802.1Q, QinQ), as etherparse accepts.
+            for _ in 0..3 {
+                if !ETH_VLAN.contains(&et) {
+                    break;
+                }
+                et = be16(data, off + 2)?;
+                off += 4;
+            }
+            if et != ETH_IPV4 && et != ETH_IPV6 {
+                return None;
+            }
+            data.get(off..)?
+        }
+        LinkType::RawIp => data,
+        LinkType::Unsupported => return None,
+        LinkType::LinuxSll | LinkType::LinuxSll2 | LinkType::Null => {
+            let (et, rest) = cooked_ether_type(link, data)?;
+            if et != ETH_IPV4 && et != ETH_IPV6 {
+                return None;
+            }
+            rest
+        }
+    };
+    match ip.first()? >> 4 {
+        4 => {
+            let a = ip.get(12..16)?;
+            Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])))
+        }
+        6 => {
+            let a: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(a)))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn tcp_frame(flags: u8, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([198, 18, 0, 1], [198, 19, 0, 2], 64)
+            .tcp(40000, 80, 1, 1024);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v[14 + 20 + 13] = flags;
+        v
+    }
+
+    #[test]
+    fn parses_tcp_flags_and_payload() {
+        let f = tcp_frame(TcpFlags::SYN, b"hello");
+        let Frame::Ip(p) = parse(LinkType::Ethernet, &f, f.len() as u32).unwrap() else {
+            panic!("not ip")
+        };
+        assert_eq!(p.proto, Proto::Tcp);
+        assert_eq!(p.dst_port, 80);
+        assert!(p.tcp_flags.has(TcpFlags::SYN));
+        assert_eq!(p.payload, b"hello");
+        assert_eq!(source_of(LinkType::Ethernet, &f), Some(p.src));
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_is_handled_without_panic() {
+        let f = tcp_frame(TcpFlags::ACK, b"GET / HTTP/1.1\r\n\r\n");
+        for n in 0..f.len() {
+            let r = parse(LinkType::Ethernet, &f[..n], f.len() as u32);
+            let _ = source_of(LinkType::Ethernet, &f[..n]);
+            // Claimed wire length == captured length: truncation is malformed.
+            let strict = parse(LinkType::Ethernet, &f[..n], n as u32);
+            if n >= 14 + 20 {
+                assert!(r.is_ok(), "snaplen cut at {n} should still give IP fields");
+            }
+            if n > 14 && n < f.len() {
+                assert!(
+                    strict.is_err(),
+                    "cut at {n} without snaplen must be malformed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn vlan_and_qinq_frames_reach_ip() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .double_vlan(
+                etherparse::VlanId::try_new(10).unwrap(),
+                etherparse::VlanId::try_new(20).unwrap(),
+            )
+            .ipv4([198, 18, 0, 7], [198, 19, 0, 2], 64)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut v, b"ping")
+            .unwrap();
+        let Frame::Ip(p) = parse(LinkType::Ethernet, &v, v.len() as u32).unwrap() else {
+            panic!()
+        };
+        assert!(p.is_icmp_echo_request());
+        assert_eq!(source_of(LinkType::Ethernet, &v), Some(p.src));
+    }
+
+    #[test]
+    fn sll2_and_raw_ip() {
+        let mut ip = Vec::new();
+        PacketBuilder::ipv6([0x20; 16], [0x21; 16], 64)
+            .udp(5353, 53)
+            .write(&mut ip, b"q")
+            .unwrap();
+        let Frame::Ip(p) = parse(LinkType::RawIp, &ip, ip.len() as u32).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.proto, Proto::Udp);
+        let mut sll2 = vec![
+            0x86, 0xdd, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0,
+        ];
+        sll2.extend_from_slice(&ip);
+        let Frame::Ip(q) = parse(LinkType::LinuxSll2, &sll2, sll2.len() as u32).unwrap() else {
+            panic!()
+        };
+        assert_eq!(q.src, p.src);
+        assert_eq!(source_of(LinkType::LinuxSll2, &sll2), Some(p.src));
+    }
+
+    #[test]
+    fn arp_is_non_ip() {
+        let mut f = vec![0xff; 12];
+        f.extend_from_slice(&[0x08, 0x06]);
+        f.extend_from_slice(&[0; 28]);
+        assert!(matches!(
+            parse(LinkType::Ethernet, &f, 42),
+            Ok(Frame::NonIp)
+        ));
+        assert_eq!(source_of(LinkType::Ethernet, &f), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! The offline shard pipeline: one reader thread picks each packet's shard
+//! from its source address and hands packets over in batches on bounded
+//! queues; one worker thread per shard runs a `ShardEngine`; a collector
+//! thread writes what the workers report.
+//!
+//! ```text
+//! push() ─► batch[shard] ─► (bounded queue) ─► worker: ShardEngine ─► collector
+//!    ▲                                            │
+//!    └──────────── recycled batches ◄─────────────┘
+//! ```
+
+use crate::alert::Event;
+use crate::config::Config;
+use crate::engine::{RawFrame, ShardEngine, Stats, Verdict};
+use crate::packet::{self, LinkType, Ts};
+use crate::rules::RuleBook;
+use crate::shard;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Packets for one shard, stored back to back in one buffer so a batch
+/// costs no allocation once the pool is warm.
+#[derive(Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    frames: Vec<FrameMeta>,
+}
+
+#[derive(Clone, Copy)]
+struct FrameMeta {
+    idx: u64,
+    ts: Ts,
+    link: LinkType,
+    off: u32,
+    len: u32,
+    wire_len: u32,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.frames.clear();
+    }
+
+    fn frames(&self) -> impl Iterator<Item = RawFrame<'_>> {
+        self.frames.iter().map(|m| RawFrame {
+            idx: m.idx,
+            ts: m.ts,
+            link: m.link,
+            data: self
+                .data
+                .get(m.off as usize..(m.off + m.len) as usize)
+                .unwrap_or(&[]),
+            wire_len: m.wire_len,
+        })
+    }
+}
+
+enum ToShard {
+    Batch(Batch),
+    /// Input ended at this packet time: close open episodes and stop.
+    Finish(Ts),
+}
+
+/// What a worker reports after a batch.
+pub struct ShardOutput {
+    pub events: Vec<Event>,
+    /// (pcap_cnt, verdict), if verdict recording is on.
+    pub verdicts: Vec<(u64, Verdict)>,
+}
+
+/// Receives worker output on the collector thread.
+pub trait Collector: Send + 'static {
+    fn collect(&mut self, out: ShardOutput);
+}
+
+pub struct Pipeline<C: Collector> {
+    shards: usize,
+    batch_size: usize,
+    to_shard: Vec<Sender<ToShard>>,
+    filling: Vec<Batch>,
+    pool: Receiver<Batch>,
+    workers: Vec<JoinHandle<Stats>>,
+    collector: Option<JoinHandle<C>>,
+    next_idx: u64,
+    last_ts: Ts,
+}
+
+impl<C: Collector> Pipeline<C> {
+    pub fn start(
+        cfg: Arc<Config>,
+        rules: Arc<RuleBook>,
+        collector: C,
+        record_verdicts: bool,
+    ) -> std::io::Result<Pipeline<C>> {
+        let shards = cfg.shards();
+        let depth = cfg.engine.queue_batches;
+        let (pool_tx, pool_rx) = bounded::<Batch>(shards * (depth + 2));
+        let (out_tx, out_rx) = bounded::<ShardOutput>(shards * depth);
+        let mut to_shard = Vec::with_capacity(shards);
+        let mut workers = Vec::with_capacity(shards);
+        for id in 0..shards {
+            let (tx, rx) = bounded::<ToShard>(depth);
+            to_shard.push(tx);
+            let engine = ShardEngine::new(cfg.clone(), rules.clone());
+            let (pool_tx, out_tx) = (pool_tx.clone(), out_tx.clone());
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("shard-{id}"))
+                    .spawn(move || run_shard(engine, rx, pool_tx, out_tx, record_verdicts))?,
+            );
+        }
+        drop(out_tx);
+        let collector = std::thread::Builder::new()
+            .name("collector".into())
+            .spawn(move || {
+                let mut c = collector;
+                for out in out_rx {
+                    c.collect(out);
+                }
+                c
+            })?;
+        Ok(Pipeline {
+            shards,
+            batch_size: cfg.engine.batch_size,
+            to_shard,
+            filling: (0..shards).map(|_| Batch::default()).collect(),
+            pool: pool_rx,
+            workers,
+            collector: Some(collector),
+            next_idx: 0,
+            last_ts: 0,
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Packets pushed so far.
+    pub fn packets(&self) -> u64 {
+        self.next_idx
+    }
+
+    /// Hands one frame to its shard. Frames get consecutive 1-based indices.
+    #[inline]
+    pub fn push(&mut self, ts: Ts, link: LinkType, data: &[u8], wire_len: u32) {
+        self.next_idx += 1;
+        self.last_ts = self.last_ts.max(ts);
+        let shard = match packet::source_of(link, data) {
+            Some(ip) => shard::shard_of(ip, self.shards),
+            // No source to key on: any shard decides the same; spread them.
+            None => (self.next_idx % self.shards as u64) as usize,
+        };
+        let b = &mut self.filling[shard];
+        let off = b.data.len() as u32;
+        b.data.extend_from_slice(data);
+        b.frames.push(FrameMeta {
+            idx: self.next_idx,
+            ts,
+            link,
+            off,
+            len: data.len() as u32,
+            wire_len,
+        });
+        if b.frames.len() >= self.batch_size {
+            self.flush(shard);
+        }
+    }
+
+    fn flush(&mut self, shard: usize) {
+        let fresh = self.pool.try_recv().unwrap_or_default();
+        let full = std::mem::replace(&mut self.filling[shard], fresh);
+        // A closed queue means the worker died; finish() reports it.
+        let _ = self.to_shard[shard].send(ToShard::Batch(full));
+    }
+
+    /// Flushes, closes every open episode at the last packet time, waits
+    /// for the workers and returns their summed counters and the collector.
+    pub fn finish(mut self) -> Result<(Stats, Vec<Stats>, C), String> {
+        for s in 0..self.shards {
+            if !self.filling[s].frames.is_empty() {
+                self.flush(s);
+            }
+            let _ = self.to_shard[s].send(ToShard::Finish(self.last_ts));
+        }
+        self.to_shard.clear();
+        let mut total = Stats::default();
+        let mut per_shard = Vec::new();
+        for (i, w) in self.workers.drain(..).enumerate() {
+            let s = w.join().map_err(|_| format!("shard {i} worker panicked"))?;
+            total.add(&s);
+            per_shard.push(s);
+        }
+        let c = self
+            .collector
+            .take()
+            .ok_or("collector already taken")?
+            .join()
+            .map_err(|_| "collector thread panicked".to_string())?;
+        Ok((total, per_shard, c))
+    }
+}
+
+fn run_shard(
+    mut engine: ShardEngine,
+    rx: Receiver<ToShard>,
+    pool: Sender<Batch>,
+    out: Sender<ShardOutput>,
+    record_verdicts: bool,
+) -> Stats {
+    let mut verdicts = Vec::new();
+    for msg in rx {
+        match msg {
+            ToShard::Batch(mut b) => {
+                for f in b.frames() {
+                    let v = engine.process(&f);
+                    if record_verdicts {
+                        verdicts.push((f.idx, v));
+                    }
+                }
+                if engine.has_events() || !verdicts.is_empty() {
+                    let _ = out.send(ShardOutput {
+                        events: engine.take_events(),
+                        verdicts: std::mem::take(&mut verdicts),
+                    });
+                }
+                b.clear();
+                let _ = pool.try_send(b);
+            }
+            ToShard::Finish(end) => {
+                engine.finish(end);
+                let _ = out.send(ShardOutput {
+                    events: engine.take_events(),
+                    verdicts: Vec::new(),
+                });
+                break;
+            }
+        }
+    }
+    engine.stats()
+}

@@ -1,0 +1,3 @@
+//! Packet sources. The engine does not know which one feeds it.
+
+pub mod pcap;

@@ -1,0 +1,297 @@
+//! A hash table keyed by source with a hard capacity and deterministic
+//! eviction.
+//!
+//! Capacity is split evenly over the fixed buckets of `shard.rs`; each
+//! bucket keeps its keys in a FIFO. When a bucket is full, the oldest key is
+//! evicted unless it was used since it was queued, in which case it gets a
+//! second chance at the back (CLOCK). Idle keys at the front are expired on
+//! the way. All decisions depend only on the packets of the bucket, in
+//! packet order, with packet time: never on the shard count or wall clock.
+
+use crate::packet::Ts;
+use crate::shard::{bucket_of, build_hasher, SourceKey, BUCKETS};
+use std::collections::{HashMap, VecDeque};
+
+/// How many queued keys one insert may look at before evicting regardless.
+const MAX_SECOND_CHANCES: usize = 8;
+/// How many idle keys one insert may expire.
+const MAX_EXPIRE_PER_INSERT: usize = 2;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableStats {
+    pub inserts: u64,
+    /// Removed because the bucket was full.
+    pub evictions: u64,
+    /// Removed because idle for longer than the idle timeout.
+    pub expirations: u64,
+}
+
+impl TableStats {
+    pub fn add(&mut self, o: &TableStats) {
+        self.inserts += o.inserts;
+        self.evictions += o.evictions;
+        self.expirations += o.expirations;
+    }
+}
+
+struct Slot<V> {
+    value: V,
+    gen: u32,
+    last_seen: Ts,
+    queued_at: Ts,
+}
+
+pub struct BoundedTable<V> {
+    map: HashMap<SourceKey, Slot<V>, ahash::RandomState>,
+    fifo: Vec<VecDeque<(SourceKey, u32)>>,
+    live: Vec<u32>,
+    per_bucket: usize,
+    idle_ns: u64,
+    next_gen: u32,
+    pub stats: TableStats,
+}
+
+impl<V> BoundedTable<V> {
+    /// `capacity` is the whole table's bound across all shards; each bucket
+    /// gets `ceil(capacity / BUCKETS)` (at least 1). `idle_ns == u64::MAX`
+    /// disables idle expiry.
+    pub fn new(capacity: usize, idle_ns: u64) -> Self {
+        BoundedTable {
+            map: HashMap::with_hasher(build_hasher()),
+            fifo: (0..BUCKETS).map(|_| VecDeque::new()).collect(),
+            live: vec![0; BUCKETS],
+            per_bucket: capacity.div_ceil(BUCKETS).max(1),
+            idle_ns,
+            next_gen: 0,
+            stats: TableStats::default(),
+        }
+    }
+
+    /// Largest number of entries this table can hold in one shard process.
+    pub fn per_bucket(&self) -> usize {
+        self.per_bucket
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Looks up without marking the entry used.
+    pub fn get_mut(&mut self, key: SourceKey) -> Option<&mut V> {
+        self.map.get_mut(&key).map(|s| &mut s.value)
+    }
+
+    /// Looks up and marks the entry used at `now`.
+    #[inline]
+    pub fn touch(&mut self, key: SourceKey, now: Ts) -> Option<&mut V> {
+        self.map.get_mut(&key).map(|s| {
+            s.last_seen = s.last_seen.max(now);
+            &mut s.value
+        })
+    }
+
+    /// Looks up and marks used, inserting `make()` if absent. Also returns
+    /// the entry evicted to make room, if any. (Two lookups on a hit: std's
+    /// map cannot hand out a reference and then insert in one borrow.)
+    #[inline]
+    pub fn touch_or_insert(
+        &mut self,
+        key: SourceKey,
+        now: Ts,
+        make: impl FnOnce() -> V,
+    ) -> (&mut V, Option<(SourceKey, V)>) {
+        let evicted = if self.map.contains_key(&key) {
+            None
+        } else {
+            self.insert(key, now, make())
+        };
+        let slot = self
+            .map
+            .get_mut(&key)
+            .expect("present: found or just inserted");
+        slot.last_seen = slot.last_seen.max(now);
+        (&mut slot.value, evicted)
+    }
+
+    /// Inserts a key known to be absent. Returns the entry evicted to make
+    /// room, if the bucket was full.
+    pub fn insert(&mut self, key: SourceKey, now: Ts, value: V) -> Option<(SourceKey, V)> {
+        let b = bucket_of(key);
+        self.expire_idle(b, now);
+        let evicted = if self.live[b] as usize >= self.per_bucket {
+            self.evict_one(b)
+        } else {
+            None
+        };
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let gen = self.next_gen;
+        let old = self.map.insert(
+            key,
+            Slot {
+                value,
+                gen,
+                last_seen: now,
+                queued_at: now,
+            },
+        );
+        debug_assert!(old.is_none(), "insert of a present key");
+        if old.is_none() {
+            self.live[b] += 1;
+        }
+        self.fifo[b].push_back((key, gen));
+        self.stats.inserts += 1;
+        self.compact(b);
+        evicted
+    }
+
+    pub fn remove(&mut self, key: SourceKey) -> Option<V> {
+        let slot = self.map.remove(&key)?;
+        let b = bucket_of(key);
+        self.live[b] = self.live[b].saturating_sub(1);
+        Some(slot.value)
+    }
+
+    /// Removes and returns every entry, in key order (deterministic).
+    pub fn drain_sorted(&mut self) -> Vec<(SourceKey, V)> {
+        let mut all: Vec<(SourceKey, V)> = self.map.drain().map(|(k, s)| (k, s.value)).collect();
+        all.sort_by_key(|(k, _)| *k);
+        for q in &mut self.fifo {
+            q.clear();
+        }
+        self.live.iter_mut().for_each(|c| *c = 0);
+        all
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&SourceKey, &V)> {
+        self.map.iter().map(|(k, s)| (k, &s.value))
+    }
+
+    fn expire_idle(&mut self, b: usize, now: Ts) {
+        if self.idle_ns == u64::MAX {
+            return;
+        }
+        for _ in 0..MAX_EXPIRE_PER_INSERT {
+            let Some(&(key, gen)) = self.fifo[b].front() else {
+                return;
+            };
+            match self.map.get_mut(&key) {
+                Some(s) if s.gen == gen => {
+                    if now.saturating_sub(s.last_seen) >= self.idle_ns {
+                        self.fifo[b].pop_front();
+                        self.map.remove(&key);
+                        self.live[b] -= 1;
+                        self.stats.expirations += 1;
+                    } else if s.last_seen > s.queued_at {
+                        // Used since queued: requeue, it is not the oldest.
+                        s.queued_at = s.last_seen;
+                        self.fifo[b].pop_front();
+                        self.fifo[b].push_back((key, gen));
+                    } else {
+                        return;
+                    }
+                }
+                _ => {
+                    self.fifo[b].pop_front(); // stale: removed or re-inserted
+                }
+            }
+        }
+    }
+
+    fn evict_one(&mut self, b: usize) -> Option<(SourceKey, V)> {
+        let mut chances = 0;
+        while let Some((key, gen)) = self.fifo[b].pop_front() {
+            let Some(s) = self.map.get_mut(&key) else {
+                continue;
+            };
+            if s.gen != gen {
+                continue;
+            }
+            if s.last_seen > s.queued_at && chances < MAX_SECOND_CHANCES {
+                chances += 1;
+                s.queued_at = s.last_seen;
+                self.fifo[b].push_back((key, gen));
+                continue;
+            }
+            let slot = self.map.remove(&key)?;
+            self.live[b] -= 1;
+            self.stats.evictions += 1;
+            return Some((key, slot.value));
+        }
+        None
+    }
+
+    /// `remove` leaves stale FIFO entries; keep the queue within 2x the
+    /// bucket's capacity so it cannot grow without bound.
+    fn compact(&mut self, b: usize) {
+        if self.fifo[b].len() <= 2 * self.per_bucket + 8 {
+            return;
+        }
+        let map = &self.map;
+        self.fifo[b].retain(|(k, g)| map.get(k).is_some_and(|s| s.gen == *g));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key(i: u32) -> SourceKey {
+        SourceKey::from(Ipv4Addr::from(0xc612_0000 + i))
+    }
+
+    #[test]
+    fn never_exceeds_capacity() {
+        let cap = 2048;
+        let mut t = BoundedTable::new(cap, u64::MAX);
+        let mut evicted = 0;
+        for i in 0..100_000u32 {
+            if t.insert(key(i), i as u64, i).is_some() {
+                evicted += 1;
+            }
+            assert!(t.len() <= t.per_bucket() * BUCKETS);
+        }
+        assert!(t.len() <= cap.div_ceil(BUCKETS) * BUCKETS);
+        assert_eq!(t.stats.evictions, evicted);
+        assert_eq!(t.len() as u64 + evicted, 100_000);
+    }
+
+    #[test]
+    fn recently_used_entry_survives_eviction() {
+        // One entry per bucket: find two keys in the same bucket.
+        let mut t = BoundedTable::new(BUCKETS * 2, u64::MAX);
+        let b0 = bucket_of(key(0));
+        let same: Vec<u32> = (1..100_000)
+            .filter(|i| bucket_of(key(*i)) == b0)
+            .take(2)
+            .collect();
+        t.insert(key(0), 0, 0u32);
+        t.insert(key(same[0]), 1, 1);
+        t.touch(key(0), 5);
+        let ev = t.insert(key(same[1]), 6, 2).unwrap();
+        assert_eq!(ev.0, key(same[0]), "the untouched older entry goes first");
+        assert!(t.get_mut(key(0)).is_some());
+    }
+
+    #[test]
+    fn idle_entries_expire_and_removed_ones_do_not_leak_queue() {
+        let mut t = BoundedTable::new(BUCKETS, 10);
+        t.insert(key(0), 0, ());
+        let b0 = bucket_of(key(0));
+        let other = (1..100_000).find(|i| bucket_of(key(*i)) == b0).unwrap();
+        assert!(
+            t.insert(key(other), 100, ()).is_none(),
+            "idle entry expires, no eviction"
+        );
+        assert_eq!(t.stats.expirations, 1);
+        for i in 0..10_000 {
+            t.remove(key(other));
+            t.insert(key(other), 200 + i, ());
+        }
+        assert!(t.fifo[b0].len() <= 2 * t.per_bucket() + 9);
+    }
+}
