@@ -115,28 +115,32 @@ impl Alert {
             "severity": self.rule.severity,
             "metadata": { "flowgate_rule": [self.rule.name] },
         });
-        let mut v = json!({
-            "timestamp": eve_time(self.ts),
-            "event_type": "alert",
-            "src_ip": self.src.to_string(),
-            "dest_ip": self.dst.to_string(),
-            "proto": self.proto.eve_name(),
-            "pcap_cnt": self.pcap_cnt,
-        });
+        let mut v = serde_json::Map::new();
+        v.insert("timestamp".into(), eve_time(self.ts).into());
+        v.insert("event_type".into(), "alert".into());
+        v.insert("src_ip".into(), self.src.to_string().into());
         if matches!(self.proto, Proto::Tcp | Proto::Udp) {
-            v["src_port"] = self.src_port.into();
-            v["dest_port"] = self.dst_port.into();
+            v.insert("src_port".into(), self.src_port.into());
         }
+        v.insert("dest_ip".into(), self.dst.to_string().into());
+        if matches!(self.proto, Proto::Tcp | Proto::Udp) {
+            v.insert("dest_port".into(), self.dst_port.into());
+        }
+        v.insert("proto".into(), self.proto.eve_name().into());
+        v.insert("pcap_cnt".into(), self.pcap_cnt.into());
         alert["reason"] = self.reason.clone().into();
-        v["alert"] = alert;
-        v["flowgate"] = json!({
-            "metric": self.metric,
-            "value": self.value,
-            "threshold": self.threshold,
-            "window_ms": self.window.map(|w| w.as_millis() as u64),
-            "block_until": eve_time(self.block_until),
-        });
-        v
+        v.insert("alert".into(), alert);
+        v.insert(
+            "flowgate".into(),
+            json!({
+                "metric": self.metric,
+                "value": self.value,
+                "threshold": self.threshold,
+                "window_ms": self.window.map(|w| w.as_millis() as u64),
+                "block_until": eve_time(self.block_until),
+            }),
+        );
+        Value::Object(v)
     }
 }
 

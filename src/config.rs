@@ -22,7 +22,7 @@ pub enum Mode {
     Detect,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub engine: EngineConfig,
@@ -131,18 +131,6 @@ pub struct PortScanConfig {
     pub distinct_ports: u32,
     /// Distinct unanswered (host, port) pairs allowed per window.
     pub distinct_pairs: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            engine: EngineConfig::default(),
-            output: OutputConfig::default(),
-            block: BlockConfig::default(),
-            tables: TablesConfig::default(),
-            detect: DetectConfig::default(),
-        }
-    }
 }
 
 impl Default for EngineConfig {

@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod rules;
 pub mod shard;
 pub mod source;
+pub mod synth;
 pub mod table;

@@ -1,0 +1,639 @@
+//! Deterministic synthetic traffic: the generator behind the `fixtures/`
+//! PCAPs, the `perf/` large PCAP, the benches and the randomized
+//! shard-identity tests. Same seed, same bytes, on every machine.
+//!
+//! Regenerate the fixtures with `cargo run --release --bin flowgate-pcapgen -- fixtures`.
+
+use crate::packet::{Ts, NANOS_PER_SEC};
+use etherparse::{PacketBuilder, TcpHeader};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapTsResolution, PcapWriter};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+pub const MS: Ts = 1_000_000;
+pub const SEC: Ts = NANOS_PER_SEC;
+
+/// Capture epoch of generated files: 2026-01-01T00:00:00Z.
+pub const EPOCH: Ts = 1_767_225_600 * SEC;
+
+const MAC_A: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x0a];
+const MAC_B: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x0b];
+
+pub mod flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+}
+
+/// Frame builders (Ethernet II, valid checksums).
+pub fn tcp(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    fl: u8,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = TcpHeader::new(sport, dport, seq, 64240);
+    h.fin = fl & flags::FIN != 0;
+    h.syn = fl & flags::SYN != 0;
+    h.rst = fl & flags::RST != 0;
+    h.psh = fl & flags::PSH != 0;
+    h.ack = fl & flags::ACK != 0;
+    h.urg = fl & flags::URG != 0;
+    if h.ack {
+        h.acknowledgment_number = seq.wrapping_mul(2_654_435_761);
+    }
+    let mut v = Vec::with_capacity(64 + payload.len());
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let r = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b
+            .ipv4(s.octets(), d.octets(), 64)
+            .tcp_header(h)
+            .write(&mut v, payload),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b
+            .ipv6(s.octets(), d.octets(), 64)
+            .tcp_header(h)
+            .write(&mut v, payload),
+        _ => panic!("mixed address families"),
+    };
+    r.expect("building a frame into a Vec cannot fail");
+    v
+}
+
+pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + payload.len());
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let r = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b
+            .ipv4(s.octets(), d.octets(), 64)
+            .udp(sport, dport)
+            .write(&mut v, payload),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b
+            .ipv6(s.octets(), d.octets(), 64)
+            .udp(sport, dport)
+            .write(&mut v, payload),
+        _ => panic!("mixed address families"),
+    };
+    r.expect("building a frame into a Vec cannot fail");
+    v
+}
+
+pub fn echo_request(src: IpAddr, dst: IpAddr, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + payload.len());
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let r = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b
+            .ipv4(s.octets(), d.octets(), 64)
+            .icmpv4_echo_request(id, seq)
+            .write(&mut v, payload),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b
+            .ipv6(s.octets(), d.octets(), 64)
+            .icmpv6_echo_request(id, seq)
+            .write(&mut v, payload),
+        _ => panic!("mixed address families"),
+    };
+    r.expect("building a frame into a Vec cannot fail");
+    v
+}
+
+pub fn echo_reply(src: IpAddr, dst: IpAddr, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + payload.len());
+    let b = PacketBuilder::ethernet2(MAC_B, MAC_A);
+    let r = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b
+            .ipv4(s.octets(), d.octets(), 64)
+            .icmpv4_echo_reply(id, seq)
+            .write(&mut v, payload),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b
+            .ipv6(s.octets(), d.octets(), 64)
+            .icmpv6_echo_reply(id, seq)
+            .write(&mut v, payload),
+        _ => panic!("mixed address families"),
+    };
+    r.expect("building a frame into a Vec cannot fail");
+    v
+}
+
+pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut v = vec![0xff; 6];
+    v.extend_from_slice(&MAC_A);
+    v.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    v.extend_from_slice(&MAC_A);
+    v.extend_from_slice(&sender.octets());
+    v.extend_from_slice(&[0; 6]);
+    v.extend_from_slice(&target.octets());
+    v
+}
+
+/// Inserts an 802.1Q tag after the MAC addresses.
+pub fn vlan_tag(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut v = frame[..12].to_vec();
+    v.extend_from_slice(&[0x81, 0x00]);
+    v.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    v.extend_from_slice(&frame[12..]);
+    v
+}
+
+pub fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+}
+
+pub fn v6(s: &str) -> IpAddr {
+    IpAddr::V6(s.parse::<Ipv6Addr>().expect("literal"))
+}
+
+/// Frames with times, collected then written in time order.
+#[derive(Default)]
+pub struct Capture {
+    pub frames: Vec<(Ts, Vec<u8>)>,
+}
+
+impl Capture {
+    pub fn add(&mut self, ts: Ts, frame: Vec<u8>) {
+        self.frames.push((ts, frame));
+    }
+
+    /// Sorts by time; equal times keep insertion order.
+    pub fn finish(mut self) -> Vec<(Ts, Vec<u8>)> {
+        self.frames.sort_by_key(|(t, _)| *t);
+        self.frames
+    }
+}
+
+pub fn write_pcap<W: Write>(out: W, frames: &[(Ts, Vec<u8>)], nanos: bool) -> std::io::Result<()> {
+    let header = PcapHeader {
+        ts_resolution: if nanos {
+            PcapTsResolution::NanoSecond
+        } else {
+            PcapTsResolution::MicroSecond
+        },
+        snaplen: 262_144,
+        ..Default::default()
+    };
+    let mut w = PcapWriter::with_header(out, header).map_err(std::io::Error::other)?;
+    for (ts, f) in frames {
+        let p = PcapPacket::new(Duration::from_nanos(*ts), f.len() as u32, f.as_slice())
+            .map_err(std::io::Error::other)?;
+        w.write_packet(&p).map_err(std::io::Error::other)?;
+    }
+    w.flush().map_err(std::io::Error::other)
+}
+
+/// A complete HTTP exchange: handshake, request, response, FIN close.
+#[allow(clippy::too_many_arguments)]
+pub fn http_session(
+    cap: &mut Capture,
+    t0: Ts,
+    client: IpAddr,
+    server: IpAddr,
+    sport: u16,
+    dport: u16,
+    path: &str,
+) {
+    use flags::*;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: www.example.test\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n");
+    let resp =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<p>hello</p>\n";
+    let rtt = 2 * MS;
+    cap.add(t0, tcp(client, server, sport, dport, SYN, 1000, b""));
+    cap.add(
+        t0 + rtt / 2,
+        tcp(server, client, dport, sport, SYN | ACK, 5000, b""),
+    );
+    cap.add(t0 + rtt, tcp(client, server, sport, dport, ACK, 1001, b""));
+    cap.add(
+        t0 + rtt + 10_000,
+        tcp(
+            client,
+            server,
+            sport,
+            dport,
+            PSH | ACK,
+            1001,
+            req.as_bytes(),
+        ),
+    );
+    cap.add(
+        t0 + 2 * rtt,
+        tcp(server, client, dport, sport, PSH | ACK, 5001, resp),
+    );
+    cap.add(
+        t0 + 2 * rtt + 10_000,
+        tcp(
+            client,
+            server,
+            sport,
+            dport,
+            FIN | ACK,
+            1001 + req.len() as u32,
+            b"",
+        ),
+    );
+    cap.add(
+        t0 + 3 * rtt,
+        tcp(
+            server,
+            client,
+            dport,
+            sport,
+            FIN | ACK,
+            5001 + resp.len() as u32,
+            b"",
+        ),
+    );
+    cap.add(
+        t0 + 3 * rtt + 10_000,
+        tcp(
+            client,
+            server,
+            sport,
+            dport,
+            ACK,
+            1002 + req.len() as u32,
+            b"",
+        ),
+    );
+}
+
+/// Who does what in the mixed fixture. Tests assert on this table.
+pub const MIXED_ATTACKERS: &[(&str, u32)] = &[
+    ("198.18.66.1", crate::rules::ICMP_FLOOD),
+    ("198.18.66.2", crate::rules::SYN_FLOOD),
+    ("198.18.66.3", crate::rules::SYN_HALF_OPEN),
+    ("198.18.66.4", crate::rules::SCAN_NULL),
+    ("198.18.66.5", crate::rules::SCAN_XMAS),
+    ("198.18.66.6", crate::rules::SCAN_FIN),
+    ("198.18.66.7", crate::rules::SCAN_SYN_FIN),
+    ("198.18.66.8", crate::rules::PORT_SCAN),
+    ("2001:db8:66::9", crate::rules::ICMP_FLOOD),
+];
+
+/// Benign traffic plus one source per attack family (`MIXED_ATTACKERS`),
+/// about 20 s of capture.
+pub fn mixed() -> Vec<(Ts, Vec<u8>)> {
+    use flags::*;
+    let mut rng = ChaCha8Rng::seed_from_u64(0xf10_9a7e);
+    let mut cap = Capture::default();
+    let server = v4(198, 19, 0, 80);
+    let t = |s: f64| EPOCH + (s * SEC as f64) as Ts;
+
+    // Benign: 20 web clients, a few pages each.
+    for c in 1..=20u8 {
+        let client = v4(198, 18, 1, c);
+        for k in 0..5u16 {
+            let start = t(rng.random_range(0.0..19.0));
+            http_session(
+                &mut cap,
+                start,
+                client,
+                server,
+                40_000 + k * 7 + c as u16,
+                80,
+                &format!("/page/{c}/{k}?q=select+union+or"),
+            );
+        }
+    }
+    // A busy but benign client: 60 completed connections/s to many hosts on 443.
+    let busy = v4(198, 18, 1, 100);
+    for i in 0..300u32 {
+        let host = v4(198, 19, 1 + (i / 250) as u8, (i % 250) as u8 + 1);
+        http_session(
+            &mut cap,
+            t(2.0) + i as Ts * 16 * MS,
+            busy,
+            host,
+            20_000 + i as u16,
+            443,
+            "/",
+        );
+    }
+    // DNS lookups.
+    for i in 0..60u32 {
+        let c = v4(198, 18, 1, 1 + (i % 20) as u8);
+        let ts = t(i as f64 * 0.3);
+        cap.add(ts, udp(c, v4(198, 19, 0, 53), 30_000 + i as u16, 53, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x04test\x00\x00\x01\x00\x01"));
+        cap.add(
+            ts + MS,
+            udp(
+                v4(198, 19, 0, 53),
+                c,
+                53,
+                30_000 + i as u16,
+                b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00",
+            ),
+        );
+    }
+    // Pings at 1/s, and ARP.
+    for i in 0..15u16 {
+        let c = v4(198, 18, 1, 5);
+        cap.add(
+            t(i as f64 + 0.5),
+            echo_request(c, server, 77, i, b"abcdefgh"),
+        );
+        cap.add(
+            t(i as f64 + 0.5) + MS,
+            echo_reply(server, c, 77, i, b"abcdefgh"),
+        );
+        cap.add(
+            t(i as f64 + 0.7),
+            arp_request(
+                Ipv4Addr::new(198, 18, 1, 254),
+                Ipv4Addr::new(198, 18, 1, (i % 20) as u8 + 1),
+            ),
+        );
+    }
+    // IPv6 client behind a VLAN tag, web + ping.
+    let c6 = v6("2001:db8:1::10");
+    let s6 = v6("2001:db8:2::80");
+    for k in 0..4u16 {
+        let mut sess = Capture::default();
+        http_session(
+            &mut sess,
+            t(3.0 + k as f64 * 3.0),
+            c6,
+            s6,
+            50_000 + k,
+            80,
+            "/v6",
+        );
+        for (ts, f) in sess.frames {
+            cap.add(ts, vlan_tag(&f, 42));
+        }
+        cap.add(
+            t(3.5 + k as f64 * 3.0),
+            echo_request(c6, s6, 9, k, b"v6ping"),
+        );
+    }
+
+    // Attacks.
+    let a = |d: u8| v4(198, 18, 66, d);
+    // ICMP echo flood: 500 requests at 1000/s.
+    for i in 0..500u16 {
+        cap.add(
+            t(4.0) + i as Ts * MS,
+            echo_request(a(1), server, 0x4242, i, &[0u8; 56]),
+        );
+    }
+    // SYN flood: 1000 SYNs at 2000/s to port 80, random source ports.
+    for i in 0..1000u32 {
+        let sport = rng.random_range(1024..65535);
+        cap.add(
+            t(6.0) + i as Ts * 500_000,
+            tcp(a(2), server, sport, 80, SYN, rng.random(), b""),
+        );
+    }
+    // Half-open: 30 SYNs/s to 443 for 8 s, never completed (below the SYN rate limit).
+    for i in 0..240u32 {
+        cap.add(
+            t(1.0) + i as Ts * 33 * MS,
+            tcp(a(3), server, 10_000 + i as u16, 443, SYN, i * 7919, b""),
+        );
+    }
+    // Flag scans: a few probes each.
+    for (d, fl) in [(4u8, 0u8), (5, FIN | PSH | URG), (6, FIN), (7, SYN | FIN)] {
+        for p in [21u16, 22, 23, 25, 80] {
+            cap.add(
+                t(8.0 + d as f64 * 0.1) + p as Ts * MS,
+                tcp(a(d), server, 61_000, p, fl, 0, b""),
+            );
+        }
+    }
+    // Port scan: SYN to ports 1..=200 at 100/s; closed ports answer RST/ACK.
+    for p in 1..=200u16 {
+        let ts = t(10.0) + p as Ts * 10 * MS;
+        cap.add(ts, tcp(a(8), server, 55_555, p, SYN, 42, b""));
+        cap.add(ts + MS, tcp(server, a(8), p, 55_555, RST | ACK, 0, b""));
+    }
+    // IPv6 ICMP flood.
+    for i in 0..300u16 {
+        cap.add(
+            t(12.0) + i as Ts * 2 * MS,
+            echo_request(v6("2001:db8:66::9"), s6, 1, i, &[0u8; 32]),
+        );
+    }
+    cap.finish()
+}
+
+/// Frames that must be counted as malformed, between valid ones.
+pub fn malformed() -> Vec<(Ts, Vec<u8>)> {
+    use flags::*;
+    let c = v4(198, 18, 2, 1);
+    let s = v4(198, 19, 0, 80);
+    let good = tcp(c, s, 40_000, 80, SYN, 1, b"");
+    let mut out = Vec::new();
+    let mut ts = EPOCH;
+    let mut push = |f: Vec<u8>| {
+        ts += MS;
+        out.push((ts, f));
+    };
+    push(good.clone());
+    push(good[..10].to_vec()); // shorter than an Ethernet header
+    let mut bad_ihl = good.clone();
+    bad_ihl[14] = 0x43; // IHL 3 (< 5)
+    push(bad_ihl);
+    let mut too_long = good.clone();
+    too_long[16..18].copy_from_slice(&1500u16.to_be_bytes()); // total length beyond frame
+    push(too_long);
+    let mut short_tcp = good.clone();
+    short_tcp.truncate(14 + 20 + 10);
+    short_tcp[16..18].copy_from_slice(&30u16.to_be_bytes()); // IP says 30: 10 bytes of TCP
+    push(short_tcp);
+    let mut bad_version = good.clone();
+    bad_version[14] = 0x75;
+    push(bad_version);
+    let mut v6_short = tcp(v6("2001:db8::1"), v6("2001:db8::2"), 1, 2, SYN, 0, b"");
+    v6_short.truncate(14 + 30);
+    push(v6_short);
+    push(good);
+    out
+}
+
+/// Traffic mix for throughput runs: `n` frames of 64–128 bytes from
+/// `sources` benign clients (TCP data, handshakes, DNS, pings) with 2 %
+/// attack traffic (floods, scans) from a few hundred attackers. Streams to
+/// `out` without holding the capture in memory. Packet rate: 1 M/s.
+pub fn perf_mix<W: Write>(out: W, n: u64, sources: u32, seed: u64) -> std::io::Result<()> {
+    use flags::*;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut w = PcapWriter::with_header(
+        out,
+        PcapHeader {
+            snaplen: 262_144,
+            ..Default::default()
+        },
+    )
+    .map_err(std::io::Error::other)?;
+    let server = |r: &mut ChaCha8Rng| v4(198, 19, r.random_range(0..4), r.random_range(1..255));
+    let client = |r: &mut ChaCha8Rng| {
+        let i = r.random_range(0..sources);
+        v4(198, 18, (i >> 8) as u8, (i & 0xff) as u8)
+    };
+    let mut pad = [0u8; 64];
+    for i in 0..n {
+        let ts = EPOCH + i * 1_000;
+        let roll = rng.random_range(0..1000u32);
+        let plen = rng.random_range(0..=60usize);
+        rng.fill(&mut pad[..plen]);
+        let f = match roll {
+            // 2 % attacks from 256 attacker sources.
+            0..=19 => {
+                let atk = v4(198, 18, 200, rng.random_range(0..=255));
+                match roll % 4 {
+                    0 => echo_request(atk, server(&mut rng), 1, i as u16, &pad[..plen]),
+                    1 => tcp(
+                        atk,
+                        server(&mut rng),
+                        rng.random(),
+                        80,
+                        SYN,
+                        rng.random(),
+                        b"",
+                    ),
+                    2 => tcp(
+                        atk,
+                        server(&mut rng),
+                        61_000,
+                        rng.random_range(1..1024),
+                        SYN,
+                        7,
+                        b"",
+                    ),
+                    _ => tcp(
+                        atk,
+                        server(&mut rng),
+                        61_001,
+                        rng.random_range(1..1024),
+                        FIN | PSH | URG,
+                        7,
+                        b"",
+                    ),
+                }
+            }
+            20..=99 => tcp(
+                client(&mut rng),
+                server(&mut rng),
+                rng.random_range(1024..65535),
+                443,
+                SYN,
+                rng.random(),
+                b"",
+            ),
+            100..=179 => udp(
+                client(&mut rng),
+                v4(198, 19, 0, 53),
+                rng.random_range(1024..65535),
+                53,
+                &pad[..plen.min(40)],
+            ),
+            180..=199 => echo_request(
+                client(&mut rng),
+                server(&mut rng),
+                7,
+                i as u16,
+                &pad[..plen],
+            ),
+            _ => {
+                let (c, s) = (client(&mut rng), server(&mut rng));
+                if rng.random_bool(0.5) {
+                    tcp(
+                        c,
+                        s,
+                        rng.random_range(1024..65535),
+                        443,
+                        PSH | ACK,
+                        rng.random(),
+                        &pad[..plen],
+                    )
+                } else {
+                    tcp(
+                        s,
+                        c,
+                        443,
+                        rng.random_range(1024..65535),
+                        ACK,
+                        rng.random(),
+                        &pad[..plen],
+                    )
+                }
+            }
+        };
+        let p = PcapPacket::new(Duration::from_nanos(ts), f.len() as u32, f.as_slice())
+            .map_err(std::io::Error::other)?;
+        w.write_packet(&p).map_err(std::io::Error::other)?;
+    }
+    w.flush().map_err(std::io::Error::other)
+}
+
+/// Random traffic for property tests: `n` frames from `sources` sources,
+/// every protocol and flag combination, times jittering forward, with
+/// bursts so that rate detectors fire. Includes malformed frames.
+pub fn random_frames(seed: u64, n: usize, sources: u8) -> Vec<(Ts, Vec<u8>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut ts = EPOCH;
+    let mut out = Vec::with_capacity(n);
+    let dsts = [v4(198, 19, 0, 1), v4(198, 19, 0, 2), v4(198, 19, 0, 3)];
+    for _ in 0..n {
+        // Bursty time: mostly 0.1–2 ms steps, sometimes a long gap.
+        ts += if rng.random_bool(0.01) {
+            rng.random_range(1..90) * SEC
+        } else {
+            rng.random_range(100_000..2_000_000)
+        };
+        // Skewed toward low indices: a few heavy sources (floods) and a
+        // long tail of light ones (half-open, scans).
+        let n = sources.max(1) as u32;
+        let s = v4(
+            198,
+            18,
+            9,
+            (rng.random_range(0..n) * rng.random_range(0..n) / n) as u8,
+        );
+        let d = dsts[rng.random_range(0..dsts.len())];
+        let f = match rng.random_range(0..10u8) {
+            0..=1 => echo_request(s, d, 1, rng.random(), b"x"),
+            2..=7 => {
+                // Weighted toward SYN and ACK, with the odd scan flag set.
+                let fl = match rng.random_range(0..10u8) {
+                    0..=3 => flags::SYN,
+                    4..=6 => flags::ACK,
+                    7 => flags::RST,
+                    _ => rng.random(),
+                };
+                {
+                    // Mostly one service port, so floods outpace scans.
+                    let dport = if rng.random_bool(0.3) {
+                        rng.random_range(1..400)
+                    } else {
+                        80
+                    };
+                    tcp(
+                        s,
+                        d,
+                        rng.random_range(1000..1100),
+                        dport,
+                        fl,
+                        rng.random(),
+                        b"",
+                    )
+                }
+            }
+            8 => udp(s, d, 5000, rng.random_range(1..100), b"u"),
+            _ => {
+                let mut f = tcp(s, d, 1, 2, flags::SYN, 0, b"");
+                let cut = rng.random_range(0..f.len());
+                f.truncate(cut);
+                f
+            }
+        };
+        out.push((ts, f));
+    }
+    out
+}
