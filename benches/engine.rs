@@ -1,1 +1,84 @@
-fn main() {}
+//! Per-packet costs on 64–128 byte mixed traffic: parse, shard pick, and a
+//! full engine step (parse + blocklist + detectors + verdict).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use flowgate::config::Config;
+use flowgate::engine::{RawFrame, ShardEngine};
+use flowgate::packet::{self, LinkType};
+use flowgate::rules::RuleBook;
+use flowgate::shard;
+use std::hint::black_box;
+use std::sync::Arc;
+
+fn frames(n: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut buf = Vec::new();
+    flowgate::synth::perf_mix(&mut buf, n, 20_000, 1).expect("generate");
+    let (mut rest, parser) = pcap_file::pcap::PcapParser::new(&buf).expect("header");
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (r, p) = parser.next_packet(rest).expect("record");
+        out.push((p.timestamp().as_nanos() as u64, p.data().to_vec()));
+        rest = r;
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let fs = frames(100_000);
+    let mut g = c.benchmark_group("per_packet");
+    g.throughput(Throughput::Elements(fs.len() as u64));
+
+    g.bench_function("parse", |b| {
+        b.iter(|| {
+            for (_, f) in &fs {
+                let _ = black_box(packet::parse(
+                    LinkType::Ethernet,
+                    black_box(f),
+                    f.len() as u32,
+                ));
+            }
+        })
+    });
+
+    g.bench_function("shard_pick", |b| {
+        b.iter(|| {
+            let mut acc = 0usize;
+            for (_, f) in &fs {
+                if let Some(ip) = packet::source_of(LinkType::Ethernet, black_box(f)) {
+                    acc += shard::shard_of(ip, 4);
+                }
+            }
+            black_box(acc)
+        })
+    });
+
+    let cfg = Arc::new(Config::default());
+    let rules = Arc::new(RuleBook::builtin());
+    g.bench_function("engine_step", |b| {
+        b.iter_batched_ref(
+            || ShardEngine::new(cfg.clone(), rules.clone()),
+            |eng| {
+                for (i, (ts, f)) in fs.iter().enumerate() {
+                    let raw = RawFrame {
+                        idx: i as u64 + 1,
+                        ts: *ts,
+                        link: LinkType::Ethernet,
+                        data: f,
+                        wire_len: f.len() as u32,
+                    };
+                    black_box(eng.process(&raw));
+                }
+                eng.take_events().len()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);

@@ -16,8 +16,18 @@ use std::collections::{HashMap, VecDeque};
 pub struct State {
     syns: WindowCount,
     half_open: WindowCount,
+    /// Time of the oldest queued SYN, or `Ts::MAX` when none is queued: most
+    /// packets skip the aging walk without touching `pending`.
+    oldest: Ts,
+    /// One bit per pending endpoint (`h >> 58`), cleared when nothing is
+    /// pending: most ACKs of established connections skip the map probe.
+    filter: u64,
     /// Allocated on the first SYN: most sources never send one.
     pending: Option<Box<Pending>>,
+}
+
+fn filter_bit(h: u64) -> u64 {
+    1 << (h >> 58)
 }
 
 #[derive(Debug, Default)]
@@ -43,29 +53,40 @@ pub fn on_tcp(cfg: &SynFloodConfig, st: &mut State, pkt: &Packet, now: Ts) -> Ou
     let f = pkt.tcp_flags;
     let is_syn = f.has(F::SYN) && !f.any(F::ACK | F::RST);
 
+    // Touch `pending` (another cache line) only when aging is due or the
+    // filter says this ACK may complete a pending handshake.
     if let Some(p) = st.pending.as_deref_mut() {
         let timeout = cfg.half_open_timeout.as_nanos() as u64;
-        // Age: SYNs older than the timeout that are still pending are half-open.
-        let mut aged = 0u32;
-        while let Some(&(t, h)) = p.order.front() {
-            if now.saturating_sub(t) < timeout {
-                break;
+        if now.saturating_sub(st.oldest) >= timeout {
+            // Age: SYNs older than the timeout still pending are half-open.
+            let mut aged = 0u32;
+            while let Some(&(t, h)) = p.order.front() {
+                if now.saturating_sub(t) < timeout {
+                    break;
+                }
+                p.order.pop_front();
+                if p.by_endpoint.get(&h) == Some(&t) {
+                    p.by_endpoint.remove(&h);
+                    aged += 1;
+                }
             }
-            p.order.pop_front();
-            if p.by_endpoint.get(&h) == Some(&t) {
-                p.by_endpoint.remove(&h);
-                aged += 1;
+            st.oldest = p.order.front().map_or(Ts::MAX, |e| e.0);
+            if p.by_endpoint.is_empty() {
+                st.filter = 0;
+            }
+            for _ in 0..aged {
+                out.detection = out.detection.or(half_open_hit(cfg, &mut st.half_open, now));
             }
         }
-        for _ in 0..aged {
-            out.detection = out.detection.or(half_open_hit(cfg, &mut st.half_open, now));
-        }
-        if !is_syn && !p.by_endpoint.is_empty() && f.any(F::ACK | F::RST) && !f.any(F::SYN) {
+        if !is_syn && st.filter != 0 && f.any(F::ACK | F::RST) && !f.any(F::SYN) {
             let h = hash_endpoint(pkt.dst, pkt.dst_port, pkt.src_port);
-            if p.by_endpoint.remove(&h).is_some() {
+            if st.filter & filter_bit(h) != 0 && p.by_endpoint.remove(&h).is_some() {
                 // An ACK completes the handshake; a RST abandons it. Either
                 // way it was not left half-open.
                 out.completed = f.any(F::ACK) && !f.any(F::RST);
+                if p.by_endpoint.is_empty() {
+                    st.filter = 0;
+                }
             }
         }
     }
@@ -104,7 +125,11 @@ pub fn on_tcp(cfg: &SynFloodConfig, st: &mut State, pkt: &Packet, now: Ts) -> Ou
         }
     }
     p.by_endpoint.insert(h, now);
+    if p.order.is_empty() {
+        st.oldest = now;
+    }
     p.order.push_back((now, h));
+    st.filter |= filter_bit(h);
     // Retransmissions leave stale entries; keep the queue bounded.
     if p.order.len() > 2 * cfg.max_pending + 8 {
         let live = &p.by_endpoint;

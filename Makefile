@@ -1,0 +1,36 @@
+# flowgate: the two commands a fresh Debian 12 machine needs.
+#   make demo   install build deps, build, analyse the bundled mixed fixture
+#   make test   install build+test deps, lint, build, run every test
+CARGO ?= cargo
+PCAP ?= fixtures/mixed.pcap
+
+.PHONY: demo test deps-build deps-test build lint bench perf fixtures
+
+demo: deps-build build
+	./target/release/flowgate analyze $(PCAP) --alerts logs/alerts.jsonl
+	@echo "alerts written to logs/alerts.jsonl"
+
+test: deps-test lint
+	$(CARGO) test --release --all-targets
+
+deps-build:
+	scripts/install-deps.sh build
+
+deps-test:
+	scripts/install-deps.sh test
+
+build:
+	$(CARGO) build --release
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --bench engine
+
+perf: build
+	perf/analyze-throughput.sh
+
+fixtures:
+	$(CARGO) run --release --bin flowgate-pcapgen -- fixtures
