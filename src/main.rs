@@ -1,7 +1,18 @@
 use clap::Parser;
 use flowgate::cli::{Cli, Command, ConfigCommand, RulesCommand};
 use flowgate::{analyze, config, rules};
+use std::io::Write;
 use std::process::ExitCode;
+
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
+fn emit(s: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("flowgate: error: stdout: {e}");
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,7 +43,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     write_alerts: true,
                 },
             )?;
-            print!("{}", report.render(args.summary));
+            emit(&report.render(args.summary));
             if let Some(e) = &report.input_error {
                 eprintln!("flowgate: error: {e}");
                 return Ok(ExitCode::from(2));
@@ -47,15 +58,15 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "built-in defaults".into());
-                println!(
-                    "config OK ({from}; {} shard(s), mode {:?})",
+                emit(&format!(
+                    "config OK ({from}; {} shard(s), mode {:?})\n",
                     cfg.shards(),
                     cfg.engine.mode
-                );
+                ));
                 Ok(ExitCode::SUCCESS)
             }
             ConfigCommand::Show(a) => {
-                print!("{}", config::Config::load(&a.sources()?)?.to_toml());
+                emit(&config::Config::load(&a.sources()?)?.to_toml());
                 Ok(ExitCode::SUCCESS)
             }
         },
@@ -71,12 +82,14 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                             "category": r.category, "severity": r.severity, "fires_when": r.fires_when})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                emit(&(serde_json::to_string_pretty(&v)? + "\n"));
             } else {
+                let mut s = String::new();
                 for r in book.iter() {
-                    println!("{:<8} {:<14} {}", r.id, r.name, r.msg);
-                    println!("{:<8} {:<14} fires when {}", "", "", r.fires_when);
+                    s += &format!("{:<8} {:<14} {}\n", r.id, r.name, r.msg);
+                    s += &format!("{:<8} {:<14} fires when {}\n", "", "", r.fires_when);
                 }
+                emit(&s);
             }
             Ok(ExitCode::SUCCESS)
         }
