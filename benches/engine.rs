@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use flowgate::config::Config;
 use flowgate::engine::{RawFrame, ShardEngine};
 use flowgate::packet::{self, LinkType};
-use flowgate::rules::RuleBook;
+use flowgate::rules::Ruleset;
 use flowgate::shard;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -53,10 +53,10 @@ fn bench(c: &mut Criterion) {
     });
 
     let cfg = Arc::new(Config::default());
-    let rules = Arc::new(RuleBook::builtin());
+    let rules = Arc::new(Ruleset::load(&cfg.signatures).expect("rules"));
     g.bench_function("engine_step", |b| {
         b.iter_batched_ref(
-            || ShardEngine::new(cfg.clone(), rules.clone()),
+            || ShardEngine::new(cfg.clone(), rules.clone()).expect("engine"),
             |eng| {
                 for (i, (ts, f)) in fs.iter().enumerate() {
                     let raw = RawFrame {

@@ -24,14 +24,15 @@ pub struct Alert {
     pub dst_port: u16,
     pub proto: Proto,
     pub rule: Arc<RuleMeta>,
-    pub mode: Mode,
+    /// The packet was dropped (`alert.action` "blocked"), else forwarded.
+    pub blocked: bool,
     pub metric: &'static str,
     pub value: u64,
     pub threshold: u64,
     pub window: Option<Duration>,
     pub reason: String,
-    /// Packet time the block ends (exclusive).
-    pub block_until: Ts,
+    /// Packet time the source's block ends (exclusive), if it was blocked.
+    pub block_until: Option<Ts>,
 }
 
 /// Why an episode ended.
@@ -106,7 +107,7 @@ fn action(mode: Mode) -> &'static str {
 impl Alert {
     pub fn to_eve(&self) -> Value {
         let mut alert = json!({
-            "action": action(self.mode),
+            "action": if self.blocked { "blocked" } else { "allowed" },
             "gid": 1,
             "signature_id": self.rule.id,
             "rev": self.rule.rev,
@@ -130,16 +131,16 @@ impl Alert {
         v.insert("pcap_cnt".into(), self.pcap_cnt.into());
         alert["reason"] = self.reason.clone().into();
         v.insert("alert".into(), alert);
-        v.insert(
-            "flowgate".into(),
-            json!({
-                "metric": self.metric,
-                "value": self.value,
-                "threshold": self.threshold,
-                "window_ms": self.window.map(|w| w.as_millis() as u64),
-                "block_until": eve_time(self.block_until),
-            }),
-        );
+        let mut fg = json!({
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+            "window_ms": self.window.map(|w| w.as_millis() as u64),
+        });
+        if let Some(t) = self.block_until {
+            fg["block_until"] = eve_time(t).into();
+        }
+        v.insert("flowgate".into(), fg);
         Value::Object(v)
     }
 }

@@ -5,7 +5,7 @@ use crate::config::{Config, Mode};
 use crate::engine::Stats;
 use crate::output::{Offender, Recorder};
 use crate::pipeline::Pipeline;
-use crate::rules::RuleBook;
+use crate::rules::Ruleset;
 use crate::source::pcap::{PcapError, PcapSource};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,8 @@ pub enum AnalyzeError {
     Output(String),
     #[error("{0}")]
     Engine(String),
+    #[error("rules: {0}")]
+    Rules(String),
 }
 
 pub struct Options<'a> {
@@ -63,8 +65,11 @@ pub struct Report {
 /// input or the outputs is an `Err`.
 pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     let cfg = Arc::new(cfg);
-    let rules = Arc::new(RuleBook::builtin());
     let mut source = PcapSource::open(opts.pcap)?;
+    let rules = Arc::new(Ruleset::load(&cfg.signatures).map_err(AnalyzeError::Rules)?);
+    for r in &rules.rejected {
+        tracing::warn!("rule skipped: {r}");
+    }
     let alerts_path = opts.write_alerts.then(|| cfg.output.alerts.clone());
     let recorder = Recorder::new(alerts_path.as_deref(), opts.verdicts)
         .map_err(|e| AnalyzeError::Output(e.to_string()))?;
@@ -92,7 +97,7 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
         .iter()
         .map(|(id, c)| RuleLine {
             id: *id,
-            name: rules.name(*id).to_string(),
+            name: rules.book.name(*id).to_string(),
             packets: c.packets,
             bytes: c.bytes,
             episodes: c.episodes,

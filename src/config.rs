@@ -30,6 +30,7 @@ pub struct Config {
     pub block: BlockConfig,
     pub tables: TablesConfig,
     pub detect: DetectConfig,
+    pub signatures: SignaturesConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -74,6 +75,46 @@ pub struct TablesConfig {
     /// A source with no packets for this long forgets its state.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignaturesConfig {
+    /// Inspect HTTP requests with Hyperscan signatures.
+    pub enabled: bool,
+    /// Load the built-in SQL injection rules (deploy/rules/sqli.toml).
+    pub builtin: bool,
+    /// More rule files: `.toml` (flowgate format) or Suricata `.rules`.
+    pub rule_files: Vec<PathBuf>,
+    /// Refuse to start if a Suricata rule does not map (else: warn and skip).
+    pub strict: bool,
+    /// Most HTTP flows tracked at once.
+    pub flows: usize,
+    /// A flow with no packets for this long is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub flow_timeout: Duration,
+    /// Most bytes of one request held for matching (head + body prefix).
+    pub max_request: usize,
+    /// Body bytes inspected per request.
+    pub body_limit: usize,
+    /// Out-of-order segments held per flow while waiting for a gap.
+    pub max_ooo_segments: usize,
+}
+
+impl Default for SignaturesConfig {
+    fn default() -> Self {
+        SignaturesConfig {
+            enabled: true,
+            builtin: true,
+            rule_files: Vec::new(),
+            strict: false,
+            flows: 16_384,
+            flow_timeout: Duration::from_secs(120),
+            max_request: 8192,
+            body_limit: 4096,
+            max_ooo_segments: 8,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]

@@ -9,8 +9,11 @@ use crate::alert::{Alert, BlockEnd, EndReason, Event};
 use crate::config::{Config, Mode};
 use crate::detect::{self, Detection, SourceState};
 use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
-use crate::rules::{self, RuleBook, RuleId};
+use crate::packet::{Proto, TcpFlags};
+use crate::rules::{self, RuleId, RuleMeta, Ruleset};
 use crate::shard::SourceKey;
+use crate::signature::{Action, Scanner};
+use crate::stream::{Fed, FlowKey, FlowState, HttpFlow, Limits, Next};
 use crate::table::{BoundedTable, TableStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -52,6 +55,13 @@ pub struct Stats {
     pub rules: BTreeMap<RuleId, RuleCount>,
     pub sources_table: TableStats,
     pub blocklist_table: TableStats,
+    pub flows_table: TableStats,
+    /// Signature scans of (partial) HTTP requests.
+    pub http_scans: u64,
+    /// Requests that outgrew `signatures.max_request` before their head ended.
+    pub http_truncated: u64,
+    /// Out-of-order segments discarded because a flow's queue was full.
+    pub ooo_overflow: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -83,6 +93,10 @@ impl Stats {
         }
         self.sources_table.add(&o.sources_table);
         self.blocklist_table.add(&o.blocklist_table);
+        self.flows_table.add(&o.flows_table);
+        self.http_scans += o.http_scans;
+        self.http_truncated += o.http_truncated;
+        self.ooo_overflow += o.ooo_overflow;
     }
 
     pub fn malformed_total(&self) -> u64 {
@@ -103,17 +117,31 @@ struct Block {
 
 pub struct ShardEngine {
     cfg: Arc<Config>,
-    rules: Arc<RuleBook>,
+    rules: Arc<Ruleset>,
     ttl_ns: u64,
-    sources: BoundedTable<SourceState>,
-    blocks: BoundedTable<Block>,
+    sources: BoundedTable<SourceKey, SourceState>,
+    blocks: BoundedTable<SourceKey, Block>,
+    /// HTTP flows whose client is in this shard.
+    flows: BoundedTable<FlowKey, HttpFlow>,
+    scanner: Option<Scanner>,
+    limits: Limits,
     stats: Stats,
     events: Vec<Event>,
 }
 
+/// What the stream inspection decided for one segment.
+enum StreamOutcome {
+    Allow,
+    /// The flow was dropped earlier: drop this packet too.
+    FlowDropped(RuleId),
+    Hit(crate::signature::Hit),
+}
+
 impl ShardEngine {
-    pub fn new(cfg: Arc<Config>, rules: Arc<RuleBook>) -> ShardEngine {
-        ShardEngine {
+    /// Fails only if Hyperscan cannot allocate scratch for the signatures.
+    pub fn new(cfg: Arc<Config>, rules: Arc<Ruleset>) -> Result<ShardEngine, String> {
+        let sg = &cfg.signatures;
+        let mut e = ShardEngine {
             ttl_ns: cfg.block.ttl.as_nanos() as u64,
             sources: BoundedTable::new(
                 cfg.tables.sources,
@@ -121,11 +149,31 @@ impl ShardEngine {
             ),
             // Blocks end by TTL (checked on use), never by idleness.
             blocks: BoundedTable::new(cfg.block.capacity, u64::MAX),
+            flows: BoundedTable::new(sg.flows, sg.flow_timeout.as_nanos() as u64),
+            scanner: None,
+            limits: Limits {
+                max_request: sg.max_request,
+                body_limit: sg.body_limit,
+                max_ooo_segments: sg.max_ooo_segments,
+            },
             stats: Stats::default(),
             events: Vec::new(),
+            rules: Arc::new(Ruleset::builtin_only()),
             cfg,
-            rules,
-        }
+        };
+        e.set_rules(rules)?;
+        Ok(e)
+    }
+
+    /// Swaps in a new rule set (hot reload) between packets. Detector,
+    /// block and flow state are kept.
+    pub fn set_rules(&mut self, rules: Arc<Ruleset>) -> Result<(), String> {
+        self.scanner = match &rules.signatures {
+            Some(set) => Some(Scanner::new(set.clone())?),
+            None => None,
+        };
+        self.rules = rules;
+        Ok(())
     }
 
     /// Decides one frame.
@@ -169,8 +217,127 @@ impl ShardEngine {
             return self.allow();
         }
         match detect::inspect(&cfg.detect, st, &pkt, f.ts) {
-            None => self.allow(),
             Some(d) => self.start_episode(key, f, &pkt, d),
+            None if pkt.proto == Proto::Tcp && self.scanner.is_some() && !pkt.fragment => {
+                self.inspect_stream(key, f, &pkt)
+            }
+            None => self.allow(),
+        }
+    }
+
+    /// HTTP request inspection for one TCP segment of a client.
+    fn inspect_stream(&mut self, key: SourceKey, f: &RawFrame, pkt: &Packet) -> Verdict {
+        let fl = pkt.tcp_flags;
+        let fkey = FlowKey::new(pkt.src, pkt.dst, pkt.src_port, pkt.dst_port);
+        if fl.has(TcpFlags::SYN) && !fl.any(TcpFlags::ACK | TcpFlags::RST) {
+            // A (new) handshake: bytes will start at ISN + 1.
+            let (flow, _) = self
+                .flows
+                .touch_or_insert(fkey, f.ts, || HttpFlow::from_syn(pkt.tcp_seq));
+            if flow.state != FlowState::Inspecting || !flow.request().is_empty() {
+                *flow = HttpFlow::from_syn(pkt.tcp_seq);
+            }
+            return self.allow();
+        }
+        let closing = fl.any(TcpFlags::FIN | TcpFlags::RST);
+        let outcome = self.stream_outcome(fkey, f.ts, pkt);
+        if closing {
+            self.flows.remove(fkey);
+        }
+        match outcome {
+            StreamOutcome::Allow => self.allow(),
+            StreamOutcome::FlowDropped(rule) => self.decide(rule, f.wire_len),
+            StreamOutcome::Hit(hit) => {
+                let d = Detection {
+                    rule: hit.meta.id,
+                    metric: "signature",
+                    value: 1,
+                    threshold: 0,
+                    window: None,
+                    reason: format!(
+                        "{}; matched in {}: \"{}\"",
+                        hit.reason,
+                        hit.buffer.name(),
+                        hit.excerpt
+                    ),
+                };
+                match hit.action {
+                    Action::Block => self.start_episode(key, f, pkt, d),
+                    Action::Drop => {
+                        self.stats.rules.entry(d.rule).or_default().episodes += 1;
+                        self.push_alert(
+                            f,
+                            pkt,
+                            &hit.meta,
+                            d,
+                            None,
+                            self.cfg.engine.mode == Mode::Prevent,
+                        );
+                        self.decide(hit.meta.id, f.wire_len)
+                    }
+                    Action::Alert => {
+                        let r = self.stats.rules.entry(d.rule).or_default();
+                        r.episodes += 1;
+                        r.packets += 1;
+                        r.bytes += f.wire_len as u64;
+                        self.push_alert(f, pkt, &hit.meta, d, None, false);
+                        self.allow()
+                    }
+                }
+            }
+        }
+    }
+
+    fn stream_outcome(&mut self, fkey: FlowKey, ts: Ts, pkt: &Packet) -> StreamOutcome {
+        let flow = match self.flows.touch(fkey, ts) {
+            Some(flow) => flow,
+            None => {
+                // Picked up mid-stream: only at a segment that starts a request.
+                if pkt.payload.is_empty() || crate::http::starts_request(pkt.payload) != Some(true)
+                {
+                    return StreamOutcome::Allow;
+                }
+                self.flows
+                    .touch_or_insert(fkey, ts, || HttpFlow::from_data(pkt.tcp_seq))
+                    .0
+            }
+        };
+        match flow.state {
+            FlowState::Dropped(rule) => return StreamOutcome::FlowDropped(rule),
+            FlowState::Ignored | FlowState::Alerted => return StreamOutcome::Allow,
+            FlowState::Inspecting => {}
+        }
+        if pkt.payload.is_empty() {
+            return StreamOutcome::Allow;
+        }
+        match flow.feed(pkt.tcp_seq, pkt.payload, &self.limits) {
+            Fed::Grew => {}
+            Fed::Nothing => return StreamOutcome::Allow,
+            Fed::OverflowedOoo => {
+                self.stats.ooo_overflow += 1;
+                return StreamOutcome::Allow;
+            }
+        }
+        let Some(scanner) = self.scanner.as_mut() else {
+            return StreamOutcome::Allow;
+        };
+        loop {
+            self.stats.http_scans += 1;
+            if let Some(hit) = scanner.scan(flow.request(), self.limits.body_limit) {
+                flow.finish(match hit.action {
+                    Action::Alert => FlowState::Alerted,
+                    Action::Drop | Action::Block => FlowState::Dropped(hit.meta.id),
+                });
+                return StreamOutcome::Hit(hit);
+            }
+            match flow.advance(&self.limits) {
+                Next::Rescan => continue,
+                Next::Wait => return StreamOutcome::Allow,
+                Next::Stop { truncated } => {
+                    self.stats.http_truncated += truncated as u64;
+                    return StreamOutcome::Allow;
+                }
+            }
         }
     }
 
@@ -200,7 +367,12 @@ impl ShardEngine {
         let mut s = self.stats.clone();
         s.sources_table = self.sources.stats;
         s.blocklist_table = self.blocks.stats;
+        s.flows_table = self.flows.stats;
         s
+    }
+
+    pub fn tracked_flows(&self) -> usize {
+        self.flows.len()
     }
 
     pub fn blocked_sources(&self) -> usize {
@@ -264,30 +436,43 @@ impl ShardEngine {
             self.end_episode(old_key, old, f.ts, EndReason::Evicted);
         }
         self.stats.rules.entry(d.rule).or_default().episodes += 1;
-        if let Some(meta) = self.rules.get(d.rule) {
-            self.events.push(Event::Alert(Alert {
-                ts: f.ts,
-                pcap_cnt: f.idx,
-                src: pkt.src,
-                dst: pkt.dst,
-                src_port: pkt.src_port,
-                dst_port: pkt.dst_port,
-                proto: pkt.proto,
-                rule: meta.clone(),
-                mode: self.cfg.engine.mode,
-                metric: d.metric,
-                value: d.value,
-                threshold: d.threshold,
-                window: d.window,
-                reason: d.reason,
-                block_until: expires,
-            }));
+        if let Some(meta) = self.rules.book.get(d.rule).cloned() {
+            let blocked = self.cfg.engine.mode == Mode::Prevent;
+            self.push_alert(f, pkt, &meta, d.clone(), Some(expires), blocked);
         }
         self.decide(d.rule, f.wire_len)
     }
 
+    fn push_alert(
+        &mut self,
+        f: &RawFrame,
+        pkt: &Packet,
+        meta: &Arc<RuleMeta>,
+        d: Detection,
+        block_until: Option<Ts>,
+        blocked: bool,
+    ) {
+        self.events.push(Event::Alert(Alert {
+            ts: f.ts,
+            pcap_cnt: f.idx,
+            src: pkt.src,
+            dst: pkt.dst,
+            src_port: pkt.src_port,
+            dst_port: pkt.dst_port,
+            proto: pkt.proto,
+            rule: meta.clone(),
+            blocked,
+            metric: d.metric,
+            value: d.value,
+            threshold: d.threshold,
+            window: d.window,
+            reason: d.reason,
+            block_until,
+        }));
+    }
+
     fn end_episode(&mut self, key: SourceKey, b: Block, ts: Ts, reason: EndReason) {
-        if let Some(meta) = self.rules.get(b.rule) {
+        if let Some(meta) = self.rules.book.get(b.rule) {
             self.events.push(Event::BlockEnd(BlockEnd {
                 ts,
                 src: key.ip(),

@@ -108,6 +108,7 @@ pub struct Packet<'a> {
     pub dst_port: u16,
     /// Zero unless `proto == Tcp`.
     pub tcp_flags: TcpFlags,
+    pub tcp_seq: u32,
     /// ICMP / ICMPv6 type and code; zero otherwise.
     pub icmp_type: u8,
     pub icmp_code: u8,
@@ -249,6 +250,7 @@ pub fn parse(link: LinkType, data: &[u8], wire_len: u32) -> Result<Frame<'_>, Ma
         src_port: 0,
         dst_port: 0,
         tcp_flags: TcpFlags(0),
+        tcp_seq: 0,
         icmp_type: 0,
         icmp_code: 0,
         payload: &[],
@@ -269,6 +271,7 @@ pub fn parse(link: LinkType, data: &[u8], wire_len: u32) -> Result<Frame<'_>, Ma
                 pkt.src_port = t.source_port();
                 pkt.dst_port = t.destination_port();
                 pkt.tcp_flags = TcpFlags(t.header_slice().get(13).copied().unwrap_or(0));
+                pkt.tcp_seq = t.sequence_number();
                 pkt.payload = t.payload();
             }
             Err(_) => bad(Malformed::Tcp)?,

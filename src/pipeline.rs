@@ -13,7 +13,7 @@ use crate::alert::Event;
 use crate::config::Config;
 use crate::engine::{RawFrame, ShardEngine, Stats, Verdict};
 use crate::packet::{self, LinkType, Ts};
-use crate::rules::RuleBook;
+use crate::rules::Ruleset;
 use crate::shard;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
@@ -59,6 +59,8 @@ impl Batch {
 
 enum ToShard {
     Batch(Batch),
+    /// A new rule set (reload): applied between batches, state kept.
+    Rules(Arc<Ruleset>),
     /// Input ended at this packet time: close open episodes and stop.
     Finish(Ts),
 }
@@ -90,7 +92,7 @@ pub struct Pipeline<C: Collector> {
 impl<C: Collector> Pipeline<C> {
     pub fn start(
         cfg: Arc<Config>,
-        rules: Arc<RuleBook>,
+        rules: Arc<Ruleset>,
         collector: C,
         record_verdicts: bool,
     ) -> std::io::Result<Pipeline<C>> {
@@ -103,7 +105,8 @@ impl<C: Collector> Pipeline<C> {
         for id in 0..shards {
             let (tx, rx) = bounded::<ToShard>(depth);
             to_shard.push(tx);
-            let engine = ShardEngine::new(cfg.clone(), rules.clone());
+            let engine =
+                ShardEngine::new(cfg.clone(), rules.clone()).map_err(std::io::Error::other)?;
             let (pool_tx, out_tx) = (pool_tx.clone(), out_tx.clone());
             workers.push(
                 std::thread::Builder::new()
@@ -176,6 +179,17 @@ impl<C: Collector> Pipeline<C> {
         let _ = self.to_shard[shard].send(ToShard::Batch(full));
     }
 
+    /// Hands every shard a new rule set. Packets already queued are decided
+    /// with the old one; later ones with the new one.
+    pub fn reload(&mut self, rules: Arc<Ruleset>) {
+        for s in 0..self.shards {
+            if !self.filling[s].frames.is_empty() {
+                self.flush(s);
+            }
+            let _ = self.to_shard[s].send(ToShard::Rules(rules.clone()));
+        }
+    }
+
     /// Flushes, closes every open episode at the last packet time, waits
     /// for the workers and returns their summed counters and the collector.
     pub fn finish(mut self) -> Result<(Stats, Vec<Stats>, C), String> {
@@ -228,6 +242,11 @@ fn run_shard(
                 }
                 b.clear();
                 let _ = pool.try_send(b);
+            }
+            ToShard::Rules(r) => {
+                if let Err(e) = engine.set_rules(r) {
+                    tracing::error!("rule reload failed in a shard, keeping the old rules: {e}");
+                }
             }
             ToShard::Finish(end) => {
                 engine.finish(end);

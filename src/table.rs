@@ -11,6 +11,20 @@
 use crate::packet::Ts;
 use crate::shard::{bucket_of, build_hasher, SourceKey, BUCKETS};
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+/// A table key and the fixed bucket it belongs to. Keys of one source must
+/// share the source's bucket so eviction stays within one shard.
+pub trait TableKey: Copy + Eq + Hash + Ord {
+    fn bucket(&self) -> usize;
+}
+
+impl TableKey for SourceKey {
+    #[inline]
+    fn bucket(&self) -> usize {
+        bucket_of(*self)
+    }
+}
 
 /// How many queued keys one insert may look at before evicting regardless.
 const MAX_SECOND_CHANCES: usize = 8;
@@ -41,9 +55,9 @@ struct Slot<V> {
     queued_at: Ts,
 }
 
-pub struct BoundedTable<V> {
-    map: HashMap<SourceKey, Slot<V>, ahash::RandomState>,
-    fifo: Vec<VecDeque<(SourceKey, u32)>>,
+pub struct BoundedTable<K, V> {
+    map: HashMap<K, Slot<V>, ahash::RandomState>,
+    fifo: Vec<VecDeque<(K, u32)>>,
     live: Vec<u32>,
     per_bucket: usize,
     idle_ns: u64,
@@ -51,7 +65,7 @@ pub struct BoundedTable<V> {
     pub stats: TableStats,
 }
 
-impl<V> BoundedTable<V> {
+impl<K: TableKey, V> BoundedTable<K, V> {
     /// `capacity` is the whole table's bound across all shards; each bucket
     /// gets `ceil(capacity / BUCKETS)` (at least 1). `idle_ns == u64::MAX`
     /// disables idle expiry.
@@ -81,13 +95,13 @@ impl<V> BoundedTable<V> {
     }
 
     /// Looks up without marking the entry used.
-    pub fn get_mut(&mut self, key: SourceKey) -> Option<&mut V> {
+    pub fn get_mut(&mut self, key: K) -> Option<&mut V> {
         self.map.get_mut(&key).map(|s| &mut s.value)
     }
 
     /// Looks up and marks the entry used at `now`.
     #[inline]
-    pub fn touch(&mut self, key: SourceKey, now: Ts) -> Option<&mut V> {
+    pub fn touch(&mut self, key: K, now: Ts) -> Option<&mut V> {
         self.map.get_mut(&key).map(|s| {
             s.last_seen = s.last_seen.max(now);
             &mut s.value
@@ -100,10 +114,10 @@ impl<V> BoundedTable<V> {
     #[inline]
     pub fn touch_or_insert(
         &mut self,
-        key: SourceKey,
+        key: K,
         now: Ts,
         make: impl FnOnce() -> V,
-    ) -> (&mut V, Option<(SourceKey, V)>) {
+    ) -> (&mut V, Option<(K, V)>) {
         let evicted = if self.map.contains_key(&key) {
             None
         } else {
@@ -119,8 +133,8 @@ impl<V> BoundedTable<V> {
 
     /// Inserts a key known to be absent. Returns the entry evicted to make
     /// room, if the bucket was full.
-    pub fn insert(&mut self, key: SourceKey, now: Ts, value: V) -> Option<(SourceKey, V)> {
-        let b = bucket_of(key);
+    pub fn insert(&mut self, key: K, now: Ts, value: V) -> Option<(K, V)> {
+        let b = key.bucket();
         self.expire_idle(b, now);
         let evicted = if self.live[b] as usize >= self.per_bucket {
             self.evict_one(b)
@@ -148,16 +162,16 @@ impl<V> BoundedTable<V> {
         evicted
     }
 
-    pub fn remove(&mut self, key: SourceKey) -> Option<V> {
+    pub fn remove(&mut self, key: K) -> Option<V> {
         let slot = self.map.remove(&key)?;
-        let b = bucket_of(key);
+        let b = key.bucket();
         self.live[b] = self.live[b].saturating_sub(1);
         Some(slot.value)
     }
 
     /// Removes and returns every entry, in key order (deterministic).
-    pub fn drain_sorted(&mut self) -> Vec<(SourceKey, V)> {
-        let mut all: Vec<(SourceKey, V)> = self.map.drain().map(|(k, s)| (k, s.value)).collect();
+    pub fn drain_sorted(&mut self) -> Vec<(K, V)> {
+        let mut all: Vec<(K, V)> = self.map.drain().map(|(k, s)| (k, s.value)).collect();
         all.sort_by_key(|(k, _)| *k);
         for q in &mut self.fifo {
             q.clear();
@@ -166,7 +180,7 @@ impl<V> BoundedTable<V> {
         all
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&SourceKey, &V)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter().map(|(k, s)| (k, &s.value))
     }
 
@@ -201,7 +215,7 @@ impl<V> BoundedTable<V> {
         }
     }
 
-    fn evict_one(&mut self, b: usize) -> Option<(SourceKey, V)> {
+    fn evict_one(&mut self, b: usize) -> Option<(K, V)> {
         let mut chances = 0;
         while let Some((key, gen)) = self.fifo[b].pop_front() {
             let Some(s) = self.map.get_mut(&key) else {
@@ -239,6 +253,10 @@ impl<V> BoundedTable<V> {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    fn bucket_of(k: SourceKey) -> usize {
+        k.bucket()
+    }
 
     fn key(i: u32) -> SourceKey {
         SourceKey::from(Ipv4Addr::from(0xc612_0000 + i))

@@ -6,7 +6,6 @@ use flowgate::alert::Event;
 use flowgate::config::Config;
 use flowgate::engine::{RawFrame, ShardEngine};
 use flowgate::packet::LinkType;
-use flowgate::rules::RuleBook;
 use flowgate::synth::{self, flags, EPOCH, MS};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -18,7 +17,7 @@ fn src(i: u32) -> IpAddr {
 #[test]
 fn source_table_stays_within_capacity_under_spoofed_syn_flood() {
     let cfg: Config = config(&[("tables.sources", "4096")]);
-    let mut eng = ShardEngine::new(Arc::new(cfg), Arc::new(RuleBook::builtin()));
+    let mut eng = ShardEngine::new(Arc::new(cfg.clone()), rules(&cfg)).unwrap();
     let dst = synth::v4(198, 19, 0, 80);
     let n = 100_000u32;
     for i in 0..n {
@@ -56,7 +55,7 @@ fn source_table_stays_within_capacity_under_spoofed_syn_flood() {
 #[test]
 fn blocklist_stays_within_capacity_and_reports_evicted_episodes() {
     let cfg: Config = config(&[("block.capacity", "1024")]);
-    let mut eng = ShardEngine::new(Arc::new(cfg), Arc::new(RuleBook::builtin()));
+    let mut eng = ShardEngine::new(Arc::new(cfg.clone()), rules(&cfg)).unwrap();
     let dst = synth::v4(198, 19, 0, 80);
     let n = 50_000u32;
     for i in 0..n {
@@ -93,7 +92,7 @@ fn idle_sources_are_forgotten() {
         ("tables.idle_timeout", "\"1s\""),
         ("tables.sources", "1024"),
     ]);
-    let mut eng = ShardEngine::new(Arc::new(cfg), Arc::new(RuleBook::builtin()));
+    let mut eng = ShardEngine::new(Arc::new(cfg.clone()), rules(&cfg)).unwrap();
     let dst = synth::v4(198, 19, 0, 80);
     for i in 0..20_000u32 {
         let f = synth::udp(src(i), dst, 5000, 53, b"q");

@@ -44,6 +44,7 @@ mod tests {
             src_port: 1,
             dst_port: 22,
             tcp_flags: TcpFlags(flags),
+            tcp_seq: 0,
             icmp_type: 0,
             icmp_code: 0,
             payload: &[],

@@ -126,6 +126,7 @@ mod tests {
             src_port: 40000,
             dst_port: dport,
             tcp_flags: TcpFlags(flags),
+            tcp_seq: 0,
             icmp_type: 0,
             icmp_code: 0,
             payload: &[],

@@ -6,7 +6,7 @@ use flowgate::config::{Config, Sources};
 use flowgate::engine::{Stats, Verdict};
 use flowgate::packet::{LinkType, Ts};
 use flowgate::pipeline::{Collector, Pipeline, ShardOutput};
-use flowgate::rules::RuleBook;
+use flowgate::rules::Ruleset;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -46,16 +46,24 @@ pub fn config(overrides: &[(&str, &str)]) -> Config {
     Config::load(&s).expect("test config")
 }
 
+/// The rule set for `cfg`; the default signatures compile once per test
+/// binary (Hyperscan compilation dominates short runs otherwise).
+pub fn rules(cfg: &Config) -> Arc<Ruleset> {
+    static DEFAULT: std::sync::OnceLock<Arc<Ruleset>> = std::sync::OnceLock::new();
+    if cfg.signatures == Config::default().signatures {
+        return DEFAULT
+            .get_or_init(|| Arc::new(Ruleset::load(&cfg.signatures).expect("rules load")))
+            .clone();
+    }
+    Arc::new(Ruleset::load(&cfg.signatures).expect("rules load"))
+}
+
 pub fn run_frames(cfg: &Config, shards: usize, frames: &[(Ts, Vec<u8>)]) -> Outcome {
     let mut cfg = cfg.clone();
     cfg.engine.shards = shards;
-    let mut p = Pipeline::start(
-        Arc::new(cfg),
-        Arc::new(RuleBook::builtin()),
-        Mem::default(),
-        true,
-    )
-    .expect("start pipeline");
+    let rules = rules(&cfg);
+    let mut p =
+        Pipeline::start(Arc::new(cfg), rules, Mem::default(), true).expect("start pipeline");
     for (ts, f) in frames {
         p.push(*ts, LinkType::Ethernet, f, f.len() as u32);
     }

@@ -124,6 +124,7 @@ def render(rng, tpl, dbms, ctx, value, location):
         "{B}": value + closer, "{X}": xval + closer, "{Q}": quote,
         "{n}": str(n), "{n2}": str(n2), "{k}": str(rng.randint(1, 12)),
         "{s}": str(rng.choice([5, 5, 5, 5, 3, 7, 10, 2, 15])),
+        "{c}": str(rng.randint(48, 122)),
         "{w}": "".join(rng.choice(WORDS_CHARS) for _ in range(4)),
         "{hx}": "%x" % rng.randint(0x1000, 0xffff), "{tbl}": rng.choice(TABLES),
         "{ucol}": rng.choice(UCOLS), "{pcol}": rng.choice(PCOLS), "{v}": value,
@@ -132,18 +133,22 @@ def render(rng, tpl, dbms, ctx, value, location):
     for key, val in simple.items():
         out = out.replace(key, val)
     out = re.sub(r"\{S:([^}]*)\}", lambda m: string_literal(rng, m.group(1), dbms, tags), out)
-    out = re.sub(r"\{cols:([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}",
-                 lambda m: union_cols(rng, m.group(1)), out)
+    out = re.sub(r"\{cols:([^{}]*)\}", lambda m: union_cols(rng, m.group(1)), out)
     out = out.replace("{nulls}", ",".join(["null"] * rng.randint(1, 8)))
     term = ""
     if out.endswith("{T}"):
         out = out[:-3]
         term = pick_term(rng, dbms, location)
-    assert "{" not in out.replace("{cols", "") or "}" not in out, out
+    assert not re.search(r"\{[A-Za-z0-9]+\}|\{S:|\{cols:", out), (tpl, out)
     # split the leading value (+ breakout) off so transforms only touch the SQL part
-    lead = simple["{B}"] if tpl.startswith("{B}") else (
-        simple["{X}"] if tpl.startswith("{X}") else "")
-    if lead and out.startswith(lead):
+    lead = ""
+    for key in ("{B}", "{X}", "{v}"):
+        if tpl.startswith(key):
+            lead = simple[key]
+            break
+    if "\u00a6" in out:  # explicit prefix/body split marker in literal templates
+        prefix, body = out.split("\u00a6", 1)
+    elif lead and out.startswith(lead):
         prefix, body = lead, out[len(lead):]
     else:
         prefix, body = "", out

@@ -1,0 +1,82 @@
+//! Detection and false-positive rates of the built-in SQL injection rules
+//! on the labelled corpus in tests/corpus/ (see its README).
+
+mod common;
+use flowgate::config::Config;
+use flowgate::rules::Ruleset;
+use flowgate::signature::Scanner;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Req {
+    id: String,
+    family: String,
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Req {
+    fn bytes(&self) -> Vec<u8> {
+        let mut s = format!("{} {} HTTP/1.1\r\n", self.method, self.uri);
+        for (k, v) in &self.headers {
+            s.push_str(&format!("{k}: {v}\r\n"));
+        }
+        s.push_str("\r\n");
+        s.push_str(&self.body);
+        s.into_bytes()
+    }
+}
+
+fn load(name: &str) -> Vec<Req> {
+    let text = std::fs::read_to_string(common::root().join("tests/corpus").join(name))
+        .expect("corpus file");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("corpus line"))
+        .collect()
+}
+
+fn scanner() -> Scanner {
+    let rules = Ruleset::load(&Config::default().signatures).expect("builtin rules");
+    Scanner::new(rules.signatures.clone().expect("signatures")).expect("scratch")
+}
+
+#[test]
+fn builtin_sqli_rules_meet_detection_and_false_positive_targets() {
+    let mut sc = scanner();
+    let bad = load("sqli_malicious.jsonl");
+    let good = load("benign.jsonl");
+    let mut missed = Vec::new();
+    for r in &bad {
+        if sc.scan(&r.bytes(), 4096).is_none() {
+            missed.push(format!("{} {} {}", r.id, r.family, r.uri));
+        }
+    }
+    let mut fps = Vec::new();
+    for r in &good {
+        if let Some(h) = sc.scan(&r.bytes(), 4096) {
+            fps.push(format!(
+                "{} {} {} -> {} in {}: {}",
+                r.id,
+                r.family,
+                r.uri,
+                h.meta.name,
+                h.buffer.name(),
+                h.excerpt
+            ));
+        }
+    }
+    let det = 100.0 * (bad.len() - missed.len()) as f64 / bad.len() as f64;
+    let fp = 100.0 * fps.len() as f64 / good.len() as f64;
+    println!("SQLi corpus: detection {det:.2}% ({} of {} malicious), false positives {fp:.3}% ({} of {} benign)", bad.len() - missed.len(), bad.len(), fps.len(), good.len());
+    for m in &missed {
+        println!("  missed: {m}");
+    }
+    for f in &fps {
+        println!("  false positive: {f}");
+    }
+    assert!(bad.len() >= 300 && good.len() >= 3000, "corpus too small");
+    assert!(det >= 97.0, "detection {det:.2}% < 97%");
+    assert!(fp <= 0.1, "false positives {fp:.3}% > 0.1%");
+}
