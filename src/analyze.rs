@@ -180,13 +180,13 @@ impl Report {
         if !self.rules.is_empty() {
             let _ = writeln!(
                 s,
-                "\n  {:<9} {:<16} {:>10} {:>12} {:>9}",
+                "\n  {:<9} {:<24} {:>10} {:>12} {:>9}",
                 "rule", "name", verb, "bytes", "episodes"
             );
             for r in &self.rules {
                 let _ = writeln!(
                     s,
-                    "  {:<9} {:<16} {:>10} {:>12} {:>9}",
+                    "  {:<9} {:<24} {:>10} {:>12} {:>9}",
                     r.id, r.name, r.packets, r.bytes, r.episodes
                 );
             }

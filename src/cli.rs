@@ -45,10 +45,19 @@ pub enum ConfigCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum RulesCommand {
-    /// Print the built-in rule table.
+    /// Print every rule the configuration loads: behavioural and signatures.
     List {
+        #[command(flatten)]
+        config: ConfigArgs,
         #[arg(long)]
         json: bool,
+    },
+    /// Load and compile rule files (flowgate `.toml` or Suricata `.rules`);
+    /// report every rule that does not map, with its sid and why.
+    Check {
+        /// Rule files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 

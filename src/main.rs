@@ -71,11 +71,13 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Rules {
-            command: RulesCommand::List { json },
+            command: RulesCommand::List { config, json },
         } => {
-            let book = rules::RuleBook::builtin();
+            let cfg = config::Config::load(&config.sources()?)?;
+            let set = rules::Ruleset::load(&cfg.signatures).map_err(anyhow::Error::msg)?;
             if json {
-                let v: Vec<_> = book
+                let v: Vec<_> = set
+                    .book
                     .iter()
                     .map(|r| {
                         serde_json::json!({"id": r.id, "rev": r.rev, "name": r.name, "signature": r.msg,
@@ -85,13 +87,57 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 emit(&(serde_json::to_string_pretty(&v)? + "\n"));
             } else {
                 let mut s = String::new();
-                for r in book.iter() {
-                    s += &format!("{:<8} {:<14} {}\n", r.id, r.name, r.msg);
-                    s += &format!("{:<8} {:<14} fires when {}\n", "", "", r.fires_when);
+                for r in set.book.iter() {
+                    s += &format!("{:<8} {:<24} {}\n", r.id, r.name, r.msg);
                 }
                 emit(&s);
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rules {
+            command: RulesCommand::Check { files },
+        } => rules_check(&files),
     }
+}
+
+/// `flowgate rules check`: exit 0 if every rule maps and compiles, 1 if
+/// the files cannot be used, 2 if some rules were skipped.
+fn rules_check(files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
+    use flowgate::signature::{self, SignatureSet};
+    let mut all = Vec::new();
+    let mut rejected = Vec::new();
+    for f in files {
+        let (ok, bad) = signature::load_file(f).map_err(anyhow::Error::msg)?;
+        emit(&format!(
+            "{}: {} rule(s) map, {} do not\n",
+            f.display(),
+            ok.len(),
+            bad.len()
+        ));
+        all.extend(ok);
+        rejected.extend(bad);
+    }
+    for r in &rejected {
+        emit(&format!("  skipped {r}\n"));
+    }
+    let mut book = rules::RuleBook::builtin();
+    let mut metas = Vec::new();
+    for r in &all {
+        metas.push(
+            book.insert(r.meta.clone())
+                .map_err(|id| anyhow::anyhow!("rule id {id} is defined twice"))?,
+        );
+    }
+    let n = all.len();
+    let started = std::time::Instant::now();
+    SignatureSet::compile(all, metas)?;
+    emit(&format!(
+        "compiled {n} rule(s) in {:.2} s\n",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(if rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -274,7 +274,53 @@ pub const MIXED_ATTACKERS: &[(&str, u32)] = &[
     ("198.18.66.7", crate::rules::SCAN_SYN_FIN),
     ("198.18.66.8", crate::rules::PORT_SCAN),
     ("2001:db8:66::9", crate::rules::ICMP_FLOOD),
+    ("198.18.66.10", 9_101_010), // UNION SELECT split across two segments
+    ("198.18.66.11", 9_101_070), // form login admin'-- with segments reordered
 ];
+
+/// One HTTP request sent in pieces: handshake, then `parts` as segments at
+/// the given offsets, in the order given (so callers can reorder).
+pub fn http_request_in_segments(
+    cap: &mut Capture,
+    t0: Ts,
+    client: IpAddr,
+    server: IpAddr,
+    sport: u16,
+    req: &[u8],
+    cuts: &[usize],
+    order: &[usize],
+) {
+    use flags::*;
+    let isn = 7000u32;
+    cap.add(t0, tcp(client, server, sport, 80, SYN, isn, b""));
+    cap.add(
+        t0 + MS,
+        tcp(server, client, 80, sport, SYN | ACK, 90_000, b""),
+    );
+    cap.add(
+        t0 + 2 * MS,
+        tcp(client, server, sport, 80, ACK, isn + 1, b""),
+    );
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(req.len());
+    for (k, &i) in order.iter().enumerate() {
+        let (a, b) = (bounds[i], bounds[i + 1]);
+        let ts = t0 + (3 + k as Ts) * MS;
+        cap.add(
+            ts,
+            tcp(
+                client,
+                server,
+                sport,
+                80,
+                PSH | ACK,
+                isn + 1 + a as u32,
+                &req[a..b],
+            ),
+        );
+    }
+}
 
 /// Benign traffic plus one source per attack family (`MIXED_ATTACKERS`),
 /// about 20 s of capture.
@@ -412,6 +458,37 @@ pub fn mixed() -> Vec<(Ts, Vec<u8>)> {
         cap.add(ts, tcp(a(8), server, 55_555, p, SYN, 42, b""));
         cap.add(ts + MS, tcp(server, a(8), p, 55_555, RST | ACK, 0, b""));
     }
+    // SQL injection in a URI, split mid-keyword across two segments.
+    let req = b"GET /search?q=1%27+UNI";
+    let mut full = req.to_vec();
+    full.extend_from_slice(
+        b"ON+SELECT+NULL,password+FROM+users-- HTTP/1.1\r\nHost: www.example.test\r\n\r\n",
+    );
+    http_request_in_segments(
+        &mut cap,
+        t(14.0),
+        a(10),
+        server,
+        47_001,
+        &full,
+        &[req.len()],
+        &[0, 1],
+    );
+    // SQL injection in a login form, the second segment arriving first.
+    let body = b"user=admin%27--&pass=x";
+    let mut post = format!("POST /login HTTP/1.1\r\nHost: www.example.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    post.extend_from_slice(body);
+    let cut = post.len() - 12;
+    http_request_in_segments(
+        &mut cap,
+        t(15.0),
+        a(11),
+        server,
+        47_002,
+        &post,
+        &[cut],
+        &[1, 0],
+    );
     // IPv6 ICMP flood.
     for i in 0..300u16 {
         cap.add(
@@ -636,4 +713,172 @@ pub fn random_frames(seed: u64, n: usize, sources: u8) -> Vec<(Ts, Vec<u8>)> {
         out.push((ts, f));
     }
     out
+}
+
+/// HTTP inspection cases in one capture, each from its own client, with the
+/// verdict expected for chosen packets: `(pcap_cnt, Some(rule) = drop,
+/// None = allow)`. Frames are in construction order (strictly increasing time).
+pub fn http_cases() -> (Vec<(Ts, Vec<u8>)>, Vec<(u64, Option<u32>)>) {
+    use flags::*;
+    let server = v4(198, 19, 0, 80);
+    let mut frames: Vec<(Ts, Vec<u8>)> = Vec::new();
+    let mut expect = Vec::new();
+    let mut ts = EPOCH + 30 * SEC;
+    let mut seg = |frames: &mut Vec<(Ts, Vec<u8>)>, f: Vec<u8>| -> u64 {
+        ts += MS;
+        frames.push((ts, f));
+        frames.len() as u64
+    };
+    let hs = |frames: &mut Vec<(Ts, Vec<u8>)>,
+              seg: &mut dyn FnMut(&mut Vec<(Ts, Vec<u8>)>, Vec<u8>) -> u64,
+              c: IpAddr,
+              sport: u16| {
+        seg(frames, tcp(c, server, sport, 80, SYN, 999, b""));
+        seg(frames, tcp(server, c, 80, sport, SYN | ACK, 5000, b""));
+        seg(frames, tcp(c, server, sport, 80, ACK, 1000, b""));
+    };
+
+    // A: UNION SELECT split mid-keyword: the second segment completes the
+    // match and is dropped; the source is blocked after it.
+    let c = v4(198, 18, 70, 1);
+    hs(&mut frames, &mut seg, c, 40_001);
+    let p1 = b"GET /item?id=1%27%20UNI".to_vec();
+    let p2 = b"ON%20SELECT%20username,password%20FROM%20users-- HTTP/1.1\r\nHost: shop.example.test\r\n\r\n".to_vec();
+    let i = seg(
+        &mut frames,
+        tcp(c, server, 40_001, 80, PSH | ACK, 1000, &p1),
+    );
+    expect.push((i, None));
+    let i = seg(
+        &mut frames,
+        tcp(
+            c,
+            server,
+            40_001,
+            80,
+            PSH | ACK,
+            1000 + p1.len() as u32,
+            &p2,
+        ),
+    );
+    expect.push((i, Some(9_101_010)));
+    let i = seg(
+        &mut frames,
+        tcp(
+            c,
+            server,
+            40_001,
+            80,
+            FIN | ACK,
+            1000 + (p1.len() + p2.len()) as u32,
+            b"",
+        ),
+    );
+    expect.push((i, Some(9_101_010)));
+
+    // B: form login injection, segments reordered: the late first segment
+    // fills the gap, completes the match and is dropped.
+    let c = v4(198, 18, 70, 2);
+    hs(&mut frames, &mut seg, c, 40_002);
+    let body = b"username=admin%27--&password=x";
+    let mut req = format!(
+        "POST /login HTTP/1.1\r\nHost: shop.example.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    let cut = req.len() - 20;
+    let i = seg(
+        &mut frames,
+        tcp(
+            c,
+            server,
+            40_002,
+            80,
+            PSH | ACK,
+            1000 + cut as u32,
+            &req[cut..],
+        ),
+    );
+    expect.push((i, None));
+    let i = seg(
+        &mut frames,
+        tcp(c, server, 40_002, 80, ACK, 1000, &req[..cut]),
+    );
+    expect.push((i, Some(9_101_070)));
+
+    // C: no false match across a gap: "union " then, after a hole that is
+    // never filled, "select 1,2,3--". Nothing joins them; all allowed.
+    let c = v4(198, 18, 70, 3);
+    hs(&mut frames, &mut seg, c, 40_003);
+    let a = b"GET /find?q=union+";
+    let i = seg(&mut frames, tcp(c, server, 40_003, 80, PSH | ACK, 1000, a));
+    expect.push((i, None));
+    let i = seg(
+        &mut frames,
+        tcp(
+            c,
+            server,
+            40_003,
+            80,
+            PSH | ACK,
+            1000 + a.len() as u32 + 10,
+            b"select+1,2,3-- HTTP/1.1\r\n\r\n",
+        ),
+    );
+    expect.push((i, None));
+    // A retransmission of the first segment with different bytes: first
+    // copy wins, nothing new, allowed.
+    let i = seg(
+        &mut frames,
+        tcp(
+            c,
+            server,
+            40_003,
+            80,
+            PSH | ACK,
+            1000,
+            b"GET /find?q=1'+or+",
+        ),
+    );
+    expect.push((i, None));
+
+    // D: benign requests full of SQL words, split and pipelined: allowed.
+    let c = v4(198, 18, 70, 4);
+    hs(&mut frames, &mut seg, c, 40_004);
+    let r = b"GET /search?q=union+square+select+hotels+or+motels HTTP/1.1\r\nHost: a.example.test\r\n\r\nGET /people?name=O%27Brien&sort=desc HTTP/1.1\r\nHost: a.example.test\r\n\r\n";
+    let mut off = 0;
+    for len in [17usize, 40, r.len() - 57] {
+        let i = seg(
+            &mut frames,
+            tcp(
+                c,
+                server,
+                40_004,
+                80,
+                PSH | ACK,
+                1000 + off as u32,
+                &r[off..off + len],
+            ),
+        );
+        expect.push((i, None));
+        off += len;
+    }
+
+    // E: mid-stream pickup (no handshake seen): still inspected.
+    let c = v4(198, 18, 70, 5);
+    let i = seg(
+        &mut frames,
+        tcp(
+            c,
+            server,
+            40_005,
+            80,
+            PSH | ACK,
+            77,
+            b"GET /p?id=1;%20DROP%20TABLE%20users-- HTTP/1.1\r\n\r\n",
+        ),
+    );
+    expect.push((i, Some(9_101_020)));
+    (frames, expect)
 }

@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
             write("mixed.pcap", &mixed, false)?;
             write("mixed_nanos.pcap", &mixed, true)?;
             write("malformed.pcap", &synth::malformed(), false)?;
+            write("http_sqli.pcap", &synth::http_cases().0, false)?;
         }
         Cmd::Perf {
             out,
