@@ -150,6 +150,24 @@ pub fn v6(s: &str) -> IpAddr {
     IpAddr::V6(s.parse::<Ipv6Addr>().expect("literal"))
 }
 
+/// Timestamped frames.
+pub type Frames = Vec<(Ts, Vec<u8>)>;
+
+/// Frames one millisecond apart, in the order added.
+struct Timeline {
+    frames: Frames,
+    ts: Ts,
+}
+
+impl Timeline {
+    /// Adds a frame; returns its 1-based index (`pcap_cnt`).
+    fn add(&mut self, f: Vec<u8>) -> u64 {
+        self.ts += MS;
+        self.frames.push((self.ts, f));
+        self.frames.len() as u64
+    }
+}
+
 /// Frames with times, collected then written in time order.
 #[derive(Default)]
 pub struct Capture {
@@ -278,6 +296,7 @@ pub const MIXED_ATTACKERS: &[(&str, u32)] = &[
     ("198.18.66.11", 9_101_070), // form login admin'-- with segments reordered
 ];
 
+#[allow(clippy::too_many_arguments)]
 /// One HTTP request sent in pieces: handshake, then `parts` as segments at
 /// the given offsets, in the order given (so callers can reorder).
 pub fn http_request_in_segments(
@@ -718,68 +737,53 @@ pub fn random_frames(seed: u64, n: usize, sources: u8) -> Vec<(Ts, Vec<u8>)> {
 /// HTTP inspection cases in one capture, each from its own client, with the
 /// verdict expected for chosen packets: `(pcap_cnt, Some(rule) = drop,
 /// None = allow)`. Frames are in construction order (strictly increasing time).
-pub fn http_cases() -> (Vec<(Ts, Vec<u8>)>, Vec<(u64, Option<u32>)>) {
+pub fn http_cases() -> (Frames, Vec<(u64, Option<u32>)>) {
     use flags::*;
     let server = v4(198, 19, 0, 80);
-    let mut frames: Vec<(Ts, Vec<u8>)> = Vec::new();
-    let mut expect = Vec::new();
-    let mut ts = EPOCH + 30 * SEC;
-    let mut seg = |frames: &mut Vec<(Ts, Vec<u8>)>, f: Vec<u8>| -> u64 {
-        ts += MS;
-        frames.push((ts, f));
-        frames.len() as u64
+    let mut out = Timeline {
+        frames: Vec::new(),
+        ts: EPOCH + 30 * SEC,
     };
-    let hs = |frames: &mut Vec<(Ts, Vec<u8>)>,
-              seg: &mut dyn FnMut(&mut Vec<(Ts, Vec<u8>)>, Vec<u8>) -> u64,
-              c: IpAddr,
-              sport: u16| {
-        seg(frames, tcp(c, server, sport, 80, SYN, 999, b""));
-        seg(frames, tcp(server, c, 80, sport, SYN | ACK, 5000, b""));
-        seg(frames, tcp(c, server, sport, 80, ACK, 1000, b""));
+    let mut expect = Vec::new();
+    let hs = |out: &mut Timeline, c: IpAddr, sport: u16| {
+        out.add(tcp(c, server, sport, 80, SYN, 999, b""));
+        out.add(tcp(server, c, 80, sport, SYN | ACK, 5000, b""));
+        out.add(tcp(c, server, sport, 80, ACK, 1000, b""));
     };
 
     // A: UNION SELECT split mid-keyword: the second segment completes the
     // match and is dropped; the source is blocked after it.
     let c = v4(198, 18, 70, 1);
-    hs(&mut frames, &mut seg, c, 40_001);
+    hs(&mut out, c, 40_001);
     let p1 = b"GET /item?id=1%27%20UNI".to_vec();
     let p2 = b"ON%20SELECT%20username,password%20FROM%20users-- HTTP/1.1\r\nHost: shop.example.test\r\n\r\n".to_vec();
-    let i = seg(
-        &mut frames,
-        tcp(c, server, 40_001, 80, PSH | ACK, 1000, &p1),
-    );
+    let i = out.add(tcp(c, server, 40_001, 80, PSH | ACK, 1000, &p1));
     expect.push((i, None));
-    let i = seg(
-        &mut frames,
-        tcp(
-            c,
-            server,
-            40_001,
-            80,
-            PSH | ACK,
-            1000 + p1.len() as u32,
-            &p2,
-        ),
-    );
+    let i = out.add(tcp(
+        c,
+        server,
+        40_001,
+        80,
+        PSH | ACK,
+        1000 + p1.len() as u32,
+        &p2,
+    ));
     expect.push((i, Some(9_101_010)));
-    let i = seg(
-        &mut frames,
-        tcp(
-            c,
-            server,
-            40_001,
-            80,
-            FIN | ACK,
-            1000 + (p1.len() + p2.len()) as u32,
-            b"",
-        ),
-    );
+    let i = out.add(tcp(
+        c,
+        server,
+        40_001,
+        80,
+        FIN | ACK,
+        1000 + (p1.len() + p2.len()) as u32,
+        b"",
+    ));
     expect.push((i, Some(9_101_010)));
 
     // B: form login injection, segments reordered: the late first segment
     // fills the gap, completes the match and is dropped.
     let c = v4(198, 18, 70, 2);
-    hs(&mut frames, &mut seg, c, 40_002);
+    hs(&mut out, c, 40_002);
     let body = b"username=admin%27--&password=x";
     let mut req = format!(
         "POST /login HTTP/1.1\r\nHost: shop.example.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
@@ -788,97 +792,79 @@ pub fn http_cases() -> (Vec<(Ts, Vec<u8>)>, Vec<(u64, Option<u32>)>) {
     .into_bytes();
     req.extend_from_slice(body);
     let cut = req.len() - 20;
-    let i = seg(
-        &mut frames,
-        tcp(
-            c,
-            server,
-            40_002,
-            80,
-            PSH | ACK,
-            1000 + cut as u32,
-            &req[cut..],
-        ),
-    );
+    let i = out.add(tcp(
+        c,
+        server,
+        40_002,
+        80,
+        PSH | ACK,
+        1000 + cut as u32,
+        &req[cut..],
+    ));
     expect.push((i, None));
-    let i = seg(
-        &mut frames,
-        tcp(c, server, 40_002, 80, ACK, 1000, &req[..cut]),
-    );
+    let i = out.add(tcp(c, server, 40_002, 80, ACK, 1000, &req[..cut]));
     expect.push((i, Some(9_101_070)));
 
     // C: no false match across a gap: "union " then, after a hole that is
     // never filled, "select 1,2,3--". Nothing joins them; all allowed.
     let c = v4(198, 18, 70, 3);
-    hs(&mut frames, &mut seg, c, 40_003);
+    hs(&mut out, c, 40_003);
     let a = b"GET /find?q=union+";
-    let i = seg(&mut frames, tcp(c, server, 40_003, 80, PSH | ACK, 1000, a));
+    let i = out.add(tcp(c, server, 40_003, 80, PSH | ACK, 1000, a));
     expect.push((i, None));
-    let i = seg(
-        &mut frames,
-        tcp(
-            c,
-            server,
-            40_003,
-            80,
-            PSH | ACK,
-            1000 + a.len() as u32 + 10,
-            b"select+1,2,3-- HTTP/1.1\r\n\r\n",
-        ),
-    );
+    let i = out.add(tcp(
+        c,
+        server,
+        40_003,
+        80,
+        PSH | ACK,
+        1000 + a.len() as u32 + 10,
+        b"select+1,2,3-- HTTP/1.1\r\n\r\n",
+    ));
     expect.push((i, None));
     // A retransmission of the first segment with different bytes: first
     // copy wins, nothing new, allowed.
-    let i = seg(
-        &mut frames,
-        tcp(
-            c,
-            server,
-            40_003,
-            80,
-            PSH | ACK,
-            1000,
-            b"GET /find?q=1'+or+",
-        ),
-    );
+    let i = out.add(tcp(
+        c,
+        server,
+        40_003,
+        80,
+        PSH | ACK,
+        1000,
+        b"GET /find?q=1'+or+",
+    ));
     expect.push((i, None));
 
     // D: benign requests full of SQL words, split and pipelined: allowed.
     let c = v4(198, 18, 70, 4);
-    hs(&mut frames, &mut seg, c, 40_004);
+    hs(&mut out, c, 40_004);
     let r = b"GET /search?q=union+square+select+hotels+or+motels HTTP/1.1\r\nHost: a.example.test\r\n\r\nGET /people?name=O%27Brien&sort=desc HTTP/1.1\r\nHost: a.example.test\r\n\r\n";
     let mut off = 0;
     for len in [17usize, 40, r.len() - 57] {
-        let i = seg(
-            &mut frames,
-            tcp(
-                c,
-                server,
-                40_004,
-                80,
-                PSH | ACK,
-                1000 + off as u32,
-                &r[off..off + len],
-            ),
-        );
+        let i = out.add(tcp(
+            c,
+            server,
+            40_004,
+            80,
+            PSH | ACK,
+            1000 + off as u32,
+            &r[off..off + len],
+        ));
         expect.push((i, None));
         off += len;
     }
 
     // E: mid-stream pickup (no handshake seen): still inspected.
     let c = v4(198, 18, 70, 5);
-    let i = seg(
-        &mut frames,
-        tcp(
-            c,
-            server,
-            40_005,
-            80,
-            PSH | ACK,
-            77,
-            b"GET /p?id=1;%20DROP%20TABLE%20users-- HTTP/1.1\r\n\r\n",
-        ),
-    );
+    let i = out.add(tcp(
+        c,
+        server,
+        40_005,
+        80,
+        PSH | ACK,
+        77,
+        b"GET /p?id=1;%20DROP%20TABLE%20users-- HTTP/1.1\r\n\r\n",
+    ));
     expect.push((i, Some(9_101_020)));
-    (frames, expect)
+    (out.frames, expect)
 }
