@@ -95,10 +95,7 @@ pub fn split(buf: &[u8], body_limit: usize) -> Parts {
         .map_or(line.len(), |i| i + 1);
     // Up to the protocol token, so a raw space inside the URI (invalid, but
     // some servers accept it) does not end it early.
-    let uri_end = line[uri_start..]
-        .windows(6)
-        .rposition(|w| w == b" HTTP/")
-        .map_or(line.len(), |i| uri_start + i);
+    let uri_end = memchr::memmem::rfind(&line[uri_start..], b" HTTP/").map_or(line.len(), |i| uri_start + i);
     let hdr_start = (line_end + 2).min(buf.len());
     let (hdr_end, body_start) = match find(&buf[hdr_start..], b"\r\n\r\n") {
         Some(i) => (hdr_start + i, hdr_start + i + 4),
@@ -108,7 +105,8 @@ pub fn split(buf: &[u8], body_limit: usize) -> Parts {
     };
     let body_end = buf.len().min(body_start.saturating_add(body_limit));
     let headers = &buf[hdr_start..hdr_end];
-    let json_body = find_ci(headers, b"content-type:")
+    let json_body = memchr::memmem::find(headers, b"json")
+        .and_then(|_| find_ci(headers, b"content-type:"))
         .map(|i| {
             let rest = &headers[i..];
             let eol = find(rest, b"\r\n").unwrap_or(rest.len());
@@ -148,7 +146,11 @@ pub fn normalize(raw: &[u8], how: Norm, out: &mut Vec<u8>, tmp: &mut Vec<u8>) {
     tmp.clear();
     percent_decode(raw, how.plus_is_space, tmp);
     out.clear();
-    percent_decode(tmp, false, out);
+    if memchr::memchr(b'%', tmp).is_some() {
+        percent_decode(tmp, false, out);
+    } else {
+        out.extend_from_slice(tmp);
+    }
     if how.json {
         std::mem::swap(out, tmp);
         out.clear();
@@ -169,35 +171,52 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 fn percent_decode(raw: &[u8], plus_is_space: bool, out: &mut Vec<u8>) {
+    out.reserve(raw.len());
     let mut i = 0;
     while i < raw.len() {
-        let b = raw[i];
-        if b == b'%' {
-            // %XX, and IIS-style %uXXXX for the ASCII range.
-            if let (Some(h), Some(l)) = (
-                raw.get(i + 1).and_then(|&c| hex(c)),
-                raw.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-            if matches!(raw.get(i + 1), Some(b'u') | Some(b'U')) {
-                let d: Option<Vec<u8>> = (2..6)
-                    .map(|k| raw.get(i + k).and_then(|&c| hex(c)))
-                    .collect();
-                if let Some(d) = d {
-                    let cp =
-                        (d[0] as u32) << 12 | (d[1] as u32) << 8 | (d[2] as u32) << 4 | d[3] as u32;
-                    push_codepoint(cp, out);
-                    i += 6;
-                    continue;
-                }
-            }
+        // Copy the run up to the next byte that needs decoding in one go.
+        let next = if plus_is_space {
+            memchr::memchr2(b'%', b'+', &raw[i..])
+        } else {
+            memchr::memchr(b'%', &raw[i..])
+        };
+        let Some(k) = next else {
+            out.extend_from_slice(&raw[i..]);
+            return;
+        };
+        out.extend_from_slice(&raw[i..i + k]);
+        i += k;
+        if raw[i] == b'+' {
+            out.push(b' ');
+            i += 1;
+            continue;
         }
-        out.push(if plus_is_space && b == b'+' { b' ' } else { b });
+        // %XX, and IIS-style %uXXXX.
+        if let (Some(h), Some(l)) = (raw.get(i + 1).and_then(|&c| hex(c)), raw.get(i + 2).and_then(|&c| hex(c))) {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        if let Some(cp) = unicode_escape(raw, i + 1) {
+            push_codepoint(cp, out);
+            i += 6;
+            continue;
+        }
+        out.push(b'%');
         i += 1;
     }
+}
+
+/// The code point of `uXXXX` at `at`, if that is what is there.
+fn unicode_escape(raw: &[u8], at: usize) -> Option<u32> {
+    if !matches!(raw.get(at), Some(b'u') | Some(b'U')) {
+        return None;
+    }
+    let mut cp = 0u32;
+    for k in 1..5 {
+        cp = cp << 4 | hex(*raw.get(at + k)?)? as u32;
+    }
+    Some(cp)
 }
 
 /// Fullwidth forms (U+FF01..FF5E) fold to ASCII: some stacks do the same.
@@ -253,10 +272,24 @@ fn json_unescape(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Bytes `fold_comments_space` must look at: whitespace and control
+/// characters, and the first bytes of comment syntax.
+static SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_whitespace() || c == 0 || c == 0x0b || c == b'/' || c == b'*' || c == b'-' || c == b'#';
+        b += 1;
+    }
+    t
+};
+
 /// Lowercases ASCII, replaces `/* ... */` with a space (keeping the body of
 /// MySQL `/*! ... */` executable comments), turns control characters and
 /// whitespace runs into one space.
 fn fold_comments_space(raw: &[u8], out: &mut Vec<u8>) {
+    out.reserve(raw.len());
     let mut i = 0;
     let mut last_space = false;
     let push = |out: &mut Vec<u8>, b: u8, last_space: &mut bool| {
@@ -272,6 +305,16 @@ fn fold_comments_space(raw: &[u8], out: &mut Vec<u8>) {
         }
     };
     while i < raw.len() {
+        // Fast path: a run of ordinary bytes is only lowercased.
+        let start = i;
+        while i < raw.len() && !SPECIAL[raw[i] as usize] {
+            i += 1;
+        }
+        if i > start {
+            out.extend(raw[start..i].iter().map(u8::to_ascii_lowercase));
+            last_space = false;
+            continue;
+        }
         if raw[i] == b'/' && raw.get(i + 1) == Some(&b'*') {
             if raw.get(i + 2) == Some(&b'!') {
                 // MySQL executes the content: keep it, drop the version digits.

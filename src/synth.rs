@@ -693,7 +693,7 @@ pub fn random_frames(seed: u64, n: usize, sources: u8) -> Vec<(Ts, Vec<u8>)> {
             (rng.random_range(0..n) * rng.random_range(0..n) / n) as u8,
         );
         let d = dsts[rng.random_range(0..dsts.len())];
-        let f = match rng.random_range(0..10u8) {
+        let f = match rng.random_range(0..12u8) {
             0..=1 => echo_request(s, d, 1, rng.random(), b"x"),
             2..=7 => {
                 // Weighted toward SYN and ACK, with the odd scan flag set.
@@ -722,6 +722,22 @@ pub fn random_frames(seed: u64, n: usize, sources: u8) -> Vec<(Ts, Vec<u8>)> {
                 }
             }
             8 => udp(s, d, 5000, rng.random_range(1..100), b"u"),
+            10 | 11 => {
+                // HTTP request pieces at nearby sequence numbers: in order,
+                // overlapping, with gaps; benign and malicious.
+                const PIECES: [&[u8]; 6] = [
+                    b"GET /s?q=1%27+UNI",
+                    b"ON+SELECT+1,2-- HTTP/1.1\r\n\r\n",
+                    b"GET /s?q=union+square HTTP/1.1\r\n\r\n",
+                    b"POST /login HTTP/1.1\r\nContent-Length: 17\r\n\r\nuser=admin%27--&x",
+                    b"GET /p?id=5 HTTP/1.1\r\nHost: a\r\n\r\n",
+                    b" OR 1=1-- HTTP/1.1\r\n\r\n",
+                ];
+                let p = PIECES[rng.random_range(0..PIECES.len())];
+                let seq = 1000 + rng.random_range(0..4u32) * 17;
+                let fl = if rng.random_bool(0.1) { flags::SYN } else { flags::PSH | flags::ACK };
+                tcp(s, d, 2000 + rng.random_range(0..3u16), 80, fl, if fl == flags::SYN { 999 } else { seq }, p)
+            }
             _ => {
                 let mut f = tcp(s, d, 1, 2, flags::SYN, 0, b"");
                 let cut = rng.random_range(0..f.len());
