@@ -12,6 +12,7 @@ demo: deps-build build
 
 test: deps-test lint
 	$(CARGO) test --release --all-targets
+	bash bpf/test_run.sh
 
 deps-build:
 	scripts/install-deps.sh build

@@ -88,6 +88,9 @@ pub struct SignaturesConfig {
     pub rule_files: Vec<PathBuf>,
     /// Refuse to start if a Suricata rule does not map (else: warn and skip).
     pub strict: bool,
+    /// Ports whose connections are tracked from the SYN (any port's flow is
+    /// still picked up at a segment that starts an HTTP request).
+    pub http_ports: Vec<u16>,
     /// Most HTTP flows tracked at once.
     pub flows: usize,
     /// A flow with no packets for this long is forgotten.
@@ -108,6 +111,7 @@ impl Default for SignaturesConfig {
             builtin: true,
             rule_files: Vec::new(),
             strict: false,
+            http_ports: vec![80, 591, 3000, 5000, 8000, 8008, 8080, 8081, 8888],
             flows: 16_384,
             flow_timeout: Duration::from_secs(120),
             max_request: 8192,

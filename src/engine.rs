@@ -230,7 +230,14 @@ impl ShardEngine {
         let fl = pkt.tcp_flags;
         let fkey = FlowKey::new(pkt.src, pkt.dst, pkt.src_port, pkt.dst_port);
         if fl.has(TcpFlags::SYN) && !fl.any(TcpFlags::ACK | TcpFlags::RST) {
-            // A (new) handshake: bytes will start at ISN + 1.
+            // A (new) handshake: bytes will start at ISN + 1. Tracked from
+            // the SYN only on HTTP ports (so a reordered first segment is
+            // still placed); elsewhere a flow is picked up at its first
+            // segment that starts a request, which keeps SYN floods and
+            // TLS out of the flow table.
+            if !self.cfg.signatures.http_ports.contains(&pkt.dst_port) {
+                return self.allow();
+            }
             let (flow, _) = self
                 .flows
                 .touch_or_insert(fkey, f.ts, || HttpFlow::from_syn(pkt.tcp_seq));

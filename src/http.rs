@@ -95,7 +95,8 @@ pub fn split(buf: &[u8], body_limit: usize) -> Parts {
         .map_or(line.len(), |i| i + 1);
     // Up to the protocol token, so a raw space inside the URI (invalid, but
     // some servers accept it) does not end it early.
-    let uri_end = memchr::memmem::rfind(&line[uri_start..], b" HTTP/").map_or(line.len(), |i| uri_start + i);
+    let uri_end =
+        memchr::memmem::rfind(&line[uri_start..], b" HTTP/").map_or(line.len(), |i| uri_start + i);
     let hdr_start = (line_end + 2).min(buf.len());
     let (hdr_end, body_start) = match find(&buf[hdr_start..], b"\r\n\r\n") {
         Some(i) => (hdr_start + i, hdr_start + i + 4),
@@ -192,7 +193,10 @@ fn percent_decode(raw: &[u8], plus_is_space: bool, out: &mut Vec<u8>) {
             continue;
         }
         // %XX, and IIS-style %uXXXX.
-        if let (Some(h), Some(l)) = (raw.get(i + 1).and_then(|&c| hex(c)), raw.get(i + 2).and_then(|&c| hex(c))) {
+        if let (Some(h), Some(l)) = (
+            raw.get(i + 1).and_then(|&c| hex(c)),
+            raw.get(i + 2).and_then(|&c| hex(c)),
+        ) {
             out.push(h << 4 | l);
             i += 3;
             continue;
@@ -279,7 +283,13 @@ static SPECIAL: [bool; 256] = {
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        t[b] = c.is_ascii_whitespace() || c == 0 || c == 0x0b || c == b'/' || c == b'*' || c == b'-' || c == b'#';
+        t[b] = c.is_ascii_whitespace()
+            || c == 0
+            || c == 0x0b
+            || c == b'/'
+            || c == b'*'
+            || c == b'-'
+            || c == b'#';
         b += 1;
     }
     t

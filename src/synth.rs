@@ -735,8 +735,20 @@ pub fn random_frames(seed: u64, n: usize, sources: u8) -> Vec<(Ts, Vec<u8>)> {
                 ];
                 let p = PIECES[rng.random_range(0..PIECES.len())];
                 let seq = 1000 + rng.random_range(0..4u32) * 17;
-                let fl = if rng.random_bool(0.1) { flags::SYN } else { flags::PSH | flags::ACK };
-                tcp(s, d, 2000 + rng.random_range(0..3u16), 80, fl, if fl == flags::SYN { 999 } else { seq }, p)
+                let fl = if rng.random_bool(0.1) {
+                    flags::SYN
+                } else {
+                    flags::PSH | flags::ACK
+                };
+                tcp(
+                    s,
+                    d,
+                    2000 + rng.random_range(0..3u16),
+                    80,
+                    fl,
+                    if fl == flags::SYN { 999 } else { seq },
+                    p,
+                )
             }
             _ => {
                 let mut f = tcp(s, d, 1, 2, flags::SYN, 0, b"");
@@ -883,4 +895,64 @@ pub fn http_cases() -> (Frames, Vec<(u64, Option<u32>)>) {
     ));
     expect.push((i, Some(9_101_020)));
     (out.frames, expect)
+}
+
+/// HTTP-heavy traffic for throughput runs: `sessions` complete HTTP/1.1
+/// exchanges (8 packets each: handshake, request, response, close) from
+/// `clients` sources; 2 % of requests carry SQL injection, from 256 other
+/// sources. Streams to `out`.
+pub fn perf_http<W: Write>(out: W, sessions: u64, clients: u32, seed: u64) -> std::io::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut w = PcapWriter::with_header(
+        out,
+        PcapHeader {
+            snaplen: 262_144,
+            ..Default::default()
+        },
+    )
+    .map_err(std::io::Error::other)?;
+    const PATHS: [&str; 8] = [
+        "/search?q=union+square+hotels&page=2",
+        "/product.php?id=4411&ref=home",
+        "/api/v1/items?sort=price&order=desc&limit=20",
+        "/static/js/app.3f2a1b.js",
+        "/news?cat=sports&utm_source=newsletter&utm_medium=email",
+        "/people?name=O%27Brien&city=Dublin",
+        "/blog/2024/05/how-to-select-a-database",
+        "/login?next=%2Faccount%2Forders",
+    ];
+    const ATTACKS: [&str; 4] = [
+        "%27+or+%271%27%3D%271",
+        "-1+union+select+null,version()--",
+        "1;drop+table+users--",
+        "1+and+sleep(5)",
+    ];
+    for s in 0..sessions {
+        let i = rng.random_range(0..clients);
+        let mut client = v4(198, 18, (i >> 8) as u8, (i & 0xff) as u8);
+        let server = v4(198, 19, 0, rng.random_range(1..20));
+        let mut path = PATHS[rng.random_range(0..PATHS.len())].to_string();
+        if rng.random_range(0..100) < 2 {
+            // Attacks come from their own 256 sources, so blocking them
+            // leaves the benign clients' sessions to be inspected.
+            client = v4(198, 18, 250, rng.random());
+            path = format!("/item?id={}", ATTACKS[rng.random_range(0..ATTACKS.len())]);
+        }
+        let mut cap = Capture::default();
+        http_session(
+            &mut cap,
+            EPOCH + s * 20_000,
+            client,
+            server,
+            rng.random_range(1024..65535),
+            80,
+            &path,
+        );
+        for (ts, f) in cap.finish() {
+            let p = PcapPacket::new(Duration::from_nanos(ts), f.len() as u32, f.as_slice())
+                .map_err(std::io::Error::other)?;
+            w.write_packet(&p).map_err(std::io::Error::other)?;
+        }
+    }
+    w.flush().map_err(std::io::Error::other)
 }

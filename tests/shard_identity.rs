@@ -90,7 +90,15 @@ fn random_traffic_fires_every_family() {
         ),
         ("9100020", vec![]),
         // Any built-in SQLi signature (91010xx).
-        ("91010", vec![off("detect.icmp_flood.enabled"), off("detect.flag_scan.enabled"), off("detect.syn_flood.enabled"), off("detect.port_scan.enabled")]),
+        (
+            "91010",
+            vec![
+                off("detect.icmp_flood.enabled"),
+                off("detect.flag_scan.enabled"),
+                off("detect.syn_flood.enabled"),
+                off("detect.port_scan.enabled"),
+            ],
+        ),
     ] {
         let mut o = TIGHT.to_vec();
         o.extend(extra);

@@ -34,6 +34,16 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// HTTP-heavy capture: complete HTTP sessions, 2 % with SQL injection.
+    PerfHttp {
+        out: PathBuf,
+        #[arg(long, default_value_t = 250_000)]
+        sessions: u64,
+        #[arg(long, default_value_t = 5_000)]
+        clients: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +81,27 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "{} ({packets} packets, {sources} benign sources, seed {seed})",
                 out.display()
+            );
+        }
+        Cmd::PerfHttp {
+            out,
+            sessions,
+            clients,
+            seed,
+        } => {
+            if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d)?;
+            }
+            synth::perf_http(
+                BufWriter::with_capacity(1 << 20, File::create(&out)?),
+                sessions,
+                clients,
+                seed,
+            )?;
+            println!(
+                "{} ({sessions} HTTP sessions, {} packets, {clients} clients, seed {seed})",
+                out.display(),
+                sessions * 8
             );
         }
     }
