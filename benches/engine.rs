@@ -80,16 +80,25 @@ fn bench(c: &mut Criterion) {
 /// benign, 700 malicious), bytes of raw request per second on one core.
 fn signatures(c: &mut Criterion) {
     let rules = flowgate::rules::Ruleset::load(&Config::default().signatures).expect("rules");
-    let mut scanner = flowgate::signature::Scanner::new(rules.signatures.clone().expect("sigs")).expect("scratch");
+    let mut scanner = flowgate::signature::Scanner::new(rules.signatures.clone().expect("sigs"))
+        .expect("scratch");
     let mut reqs: Vec<Vec<u8>> = Vec::new();
     for name in ["benign.jsonl", "sqli_malicious.jsonl"] {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/");
         let text = std::fs::read_to_string(format!("{path}{name}")).expect("corpus");
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).expect("json");
-            let mut r = format!("{} {} HTTP/1.1\r\n", v["method"].as_str().unwrap_or("GET"), v["uri"].as_str().unwrap_or("/"));
+            let mut r = format!(
+                "{} {} HTTP/1.1\r\n",
+                v["method"].as_str().unwrap_or("GET"),
+                v["uri"].as_str().unwrap_or("/")
+            );
             for h in v["headers"].as_array().into_iter().flatten() {
-                r += &format!("{}: {}\r\n", h[0].as_str().unwrap_or(""), h[1].as_str().unwrap_or(""));
+                r += &format!(
+                    "{}: {}\r\n",
+                    h[0].as_str().unwrap_or(""),
+                    h[1].as_str().unwrap_or("")
+                );
             }
             r += "\r\n";
             r += v["body"].as_str().unwrap_or("");
