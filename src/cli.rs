@@ -33,6 +33,68 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Attach, inspect and detach the XDP program; manage the kernel blocklist.
+    Xdp {
+        #[command(subcommand)]
+        command: XdpCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum XdpCommand {
+    /// Attach to both ports of an inline pair. Alone, this makes the pair a
+    /// fail-open wire whose blocklist the kernel enforces; the program and
+    /// its links stay pinned after this command exits.
+    Attach {
+        #[arg(long)]
+        ingress: String,
+        #[arg(long)]
+        egress: String,
+        /// Drop everything when no AF_XDP socket is bound (default: forward).
+        #[arg(long)]
+        fail_closed: bool,
+        /// native, generic, or auto (native, else generic).
+        #[arg(long, default_value = "auto")]
+        mode: String,
+        #[command(flatten)]
+        pin: PinArgs,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Detach from every pinned port and remove the pins.
+    Detach {
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Attached ports, blocklist size and the kernel counters.
+    Status {
+        #[command(flatten)]
+        pin: PinArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block a source in the kernel for a while.
+    Block {
+        ip: std::net::IpAddr,
+        /// e.g. 60s, 5m.
+        #[arg(long, default_value = "60s")]
+        ttl: humantime::Duration,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+    /// Remove a source from the kernel blocklist.
+    Unblock {
+        ip: std::net::IpAddr,
+        #[command(flatten)]
+        pin: PinArgs,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PinArgs {
+    /// bpffs directory for flowgate's pinned links and maps.
+    #[arg(long, env = "FLOWGATE_PIN_DIR", default_value = crate::xdp::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -22,3 +22,4 @@ pub mod source;
 pub mod stream;
 pub mod synth;
 pub mod table;
+pub mod xdp;

@@ -1,6 +1,6 @@
 use clap::Parser;
-use flowgate::cli::{Cli, Command, ConfigCommand, RulesCommand};
-use flowgate::{analyze, config, rules};
+use flowgate::cli::{Cli, Command, ConfigCommand, RulesCommand, XdpCommand};
+use flowgate::{analyze, config, rules, xdp};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -97,7 +97,92 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Rules {
             command: RulesCommand::Check { files },
         } => rules_check(&files),
+        Command::Xdp { command } => xdp_command(command),
     }
+}
+
+fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        XdpCommand::Attach {
+            ingress,
+            egress,
+            fail_closed,
+            mode,
+            pin,
+            config,
+        } => {
+            let cfg = config::Config::load(&config.sources()?)?;
+            let mode = match mode.as_str() {
+                "auto" => None,
+                "native" | "driver" => Some(aya::programs::XdpMode::Driver),
+                "generic" | "skb" => Some(aya::programs::XdpMode::Skb),
+                other => anyhow::bail!("--mode {other}: expected auto, native or generic"),
+            };
+            xdp::attach(&xdp::AttachOptions {
+                ingress: &ingress,
+                egress: &egress,
+                pin_dir: &pin.pin_dir,
+                fail_closed,
+                mode,
+                blocklist_capacity: cfg.block.capacity as u32,
+                allowlist: &cfg.block.allowlist,
+            })?;
+            emit(&format!(
+                "attached to {ingress} and {egress} ({}), pinned in {}\n",
+                if fail_closed {
+                    "fail-closed"
+                } else {
+                    "fail-open"
+                },
+                pin.pin_dir.display()
+            ));
+        }
+        XdpCommand::Detach { pin } => {
+            let d = xdp::detach(&pin.pin_dir)?;
+            emit(&format!(
+                "detached from {}\n",
+                if d.is_empty() {
+                    "nothing".into()
+                } else {
+                    d.join(", ")
+                }
+            ));
+        }
+        XdpCommand::Status { pin, json } => {
+            let c = xdp::counters(&pin.pin_dir)?;
+            let (total, live) = xdp::Blocklist::open(&pin.pin_dir)?.len();
+            let ports = xdp::attached(&pin.pin_dir);
+            if json {
+                let counters: serde_json::Map<String, serde_json::Value> = xdp::COUNTER_NAMES
+                    .iter()
+                    .zip(c)
+                    .map(|(k, v)| (k.to_string(), v.into()))
+                    .collect();
+                emit(&(serde_json::json!({"ports": ports, "blocklist_entries": total, "blocklist_active": live, "counters": counters}).to_string() + "\n"));
+            } else {
+                let mut s = format!(
+                    "ports: {}\nblocklist: {live} active ({total} entries)\n",
+                    ports.join(", ")
+                );
+                for (k, v) in xdp::COUNTER_NAMES.iter().zip(c) {
+                    s += &format!("  {k:<24} {v}\n");
+                }
+                emit(&s);
+            }
+        }
+        XdpCommand::Block { ip, ttl, pin } => {
+            xdp::Blocklist::open(&pin.pin_dir)?.block(ip, *ttl)?;
+            emit(&format!("blocked {ip} for {ttl}\n"));
+        }
+        XdpCommand::Unblock { ip, pin } => {
+            let was = xdp::Blocklist::open(&pin.pin_dir)?.unblock(ip)?;
+            emit(&format!(
+                "{ip} {}\n",
+                if was { "unblocked" } else { "was not blocked" }
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `flowgate rules check`: exit 0 if every rule maps and compiles, 1 if

@@ -1,0 +1,368 @@
+//! The XDP program (`bpf/flowgate_xdp.c`) from Rust: load it, attach it to
+//! both ports of an inline pair, pin program links and maps so the wire
+//! survives the process, and manage the kernel blocklist.
+//!
+//! With no AF_XDP socket bound, the program forwards every frame to the
+//! peer port through a devmap: attached alone, it is a fail-open wire whose
+//! blocklist the kernel enforces at the driver. `flowgate live` binds the
+//! sockets on top.
+
+use aya::maps::{HashMap as BpfHashMap, LpmTrie, Map, MapData, PerCpuArray};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The compiled program, built by build.rs with clang.
+pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flowgate_xdp.o"));
+
+/// Where links and maps are pinned by default.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowgate";
+
+const MAPS: [&str; 8] = [
+    "blocklist_v4",
+    "blocklist_v6",
+    "allowlist_v4",
+    "allowlist_v6",
+    "xsks_map",
+    "ifindex_offset",
+    "peer_devmap",
+    "counters",
+];
+
+/// Per-CPU counter indices, summed (see the C file).
+pub const COUNTER_NAMES: [&str; 8] = [
+    "redirected_to_afxdp",
+    "forwarded_by_fallback",
+    "dropped_by_blocklist",
+    "passed_to_stack",
+    "dropped_fail_closed",
+    "parse_errors",
+    "expired_entries_deleted",
+    "allowlist_overrides",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{what}: {source}")]
+    Bpf {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn bpf<E: std::error::Error + Send + Sync + 'static>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> XdpError {
+    let what = what.into();
+    move |e| XdpError::Bpf {
+        what,
+        source: Box::new(e),
+    }
+}
+
+/// What to attach.
+pub struct AttachOptions<'a> {
+    pub ingress: &'a str,
+    pub egress: &'a str,
+    pub pin_dir: &'a Path,
+    pub fail_closed: bool,
+    /// `None`: native (driver) mode, falling back to generic (skb) mode.
+    pub mode: Option<XdpMode>,
+    pub blocklist_capacity: u32,
+    pub allowlist: &'a [IpNet],
+}
+
+/// Explains a missing privilege or kernel feature in terms of what to do.
+fn preflight(pin_dir: &Path) -> Result<(), XdpError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(XdpError::Setup(
+            "loading XDP needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_RESOURCE: run as root or grant them \
+             (the systemd unit in deploy/ does)"
+                .into(),
+        ));
+    }
+    let base = pin_dir.parent().unwrap_or(pin_dir);
+    let is_bpffs = nix::sys::statfs::statfs(base)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+        .unwrap_or(false);
+    if !is_bpffs {
+        return Err(XdpError::Setup(format!(
+            "{} is not a bpf filesystem: mount it with `mount -t bpf bpf {}`",
+            base.display(),
+            base.display()
+        )));
+    }
+    Ok(())
+}
+
+fn ifindex(name: &str) -> Result<u32, XdpError> {
+    nix::net::if_::if_nametoindex(name).map_err(|e| {
+        XdpError::Setup(format!(
+            "interface {name}: {e} (does it exist in this network namespace?)"
+        ))
+    })
+}
+
+fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
+    pin_dir.join(format!("link_{iface}"))
+}
+
+/// Loads the program, attaches it to both ports, fills the peer devmap both
+/// ways and pins links and maps under `pin_dir`. A stale attachment from a
+/// crashed run (pins present) is detached first.
+pub fn attach(o: &AttachOptions) -> Result<(), XdpError> {
+    preflight(o.pin_dir)?;
+    let (in_idx, out_idx) = (ifindex(o.ingress)?, ifindex(o.egress)?);
+    if link_pin(o.pin_dir, o.ingress).exists() || link_pin(o.pin_dir, o.egress).exists() {
+        tracing::warn!(
+            "a previous attachment is pinned in {}: detaching it first",
+            o.pin_dir.display()
+        );
+        detach(o.pin_dir)?;
+    }
+    std::fs::create_dir_all(o.pin_dir)
+        .map_err(|e| XdpError::Setup(format!("{}: {e}", o.pin_dir.display())))?;
+    // Locked memory for maps: old kernels charge it to RLIMIT_MEMLOCK.
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+        nix::sys::resource::RLIM_INFINITY,
+        nix::sys::resource::RLIM_INFINITY,
+    );
+    let fail_closed: u8 = o.fail_closed as u8;
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global("fail_closed", &fail_closed, true)
+        .map_max_entries("blocklist_v4", o.blocklist_capacity)
+        .map_max_entries("blocklist_v6", o.blocklist_capacity);
+    let mut ebpf = loader.load(OBJECT).map_err(bpf(
+        "loading the XDP object (is the kernel built with BPF and BTF?)",
+    ))?;
+    for name in MAPS {
+        let map = ebpf
+            .map(name)
+            .ok_or_else(|| XdpError::Setup(format!("map {name} missing from the object")))?;
+        map.pin(o.pin_dir.join(name))
+            .map_err(bpf(format!("pinning map {name}")))?;
+    }
+    {
+        let mut peers: aya::maps::DevMapHash<_> = ebpf
+            .map_mut("peer_devmap")
+            .ok_or_else(|| XdpError::Setup("peer_devmap missing".into()))?
+            .try_into()
+            .map_err(bpf("peer_devmap"))?;
+        peers
+            .insert(in_idx, out_idx, None, 0)
+            .map_err(bpf("peer_devmap insert"))?;
+        peers
+            .insert(out_idx, in_idx, None, 0)
+            .map_err(bpf("peer_devmap insert"))?;
+    }
+    fill_allowlist(&mut ebpf, o.allowlist)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut("flowgate_xdp")
+        .ok_or_else(|| XdpError::Setup("program flowgate_xdp missing".into()))?
+        .try_into()
+        .map_err(bpf("program type"))?;
+    prog.load().map_err(bpf("verifying the XDP program"))?;
+    for iface in [o.ingress, o.egress] {
+        let modes: &[XdpMode] = match o.mode {
+            Some(m) => &[m][..],
+            None => &[XdpMode::Driver, XdpMode::Skb][..],
+        };
+        let mut last = None;
+        let mut id = None;
+        for &m in modes {
+            match prog.attach(iface, m) {
+                Ok(l) => {
+                    tracing::info!("XDP attached to {iface} ({m:?} mode)");
+                    id = Some(l);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let id = match (id, last) {
+            (Some(id), _) => id,
+            (None, Some(e)) => return Err(bpf(format!("attaching XDP to {iface}"))(e)),
+            (None, None) => return Err(XdpError::Setup(format!("no XDP mode to try for {iface}"))),
+        };
+        let link = prog.take_link(id).map_err(bpf("taking the XDP link"))?;
+        let fd: FdLink = link.try_into().map_err(bpf(format!(
+            "{iface}: the kernel attached XDP without a bpf_link (needs Linux >= 5.9) so it cannot be pinned"
+        )))?;
+        fd.pin(link_pin(o.pin_dir, iface))
+            .map_err(bpf(format!("pinning the link on {iface}")))?;
+    }
+    Ok(())
+}
+
+fn fill_allowlist(ebpf: &mut Ebpf, nets: &[IpNet]) -> Result<(), XdpError> {
+    for net in nets {
+        match net {
+            IpNet::V4(n) => {
+                let mut t: LpmTrie<_, [u8; 4], u8> = ebpf
+                    .map_mut("allowlist_v4")
+                    .ok_or_else(|| XdpError::Setup("allowlist_v4 missing".into()))?
+                    .try_into()
+                    .map_err(bpf("allowlist_v4"))?;
+                let key =
+                    aya::maps::lpm_trie::Key::new(n.prefix_len() as u32, n.network().octets());
+                t.insert(&key, 1, 0).map_err(bpf("allowlist_v4 insert"))?;
+            }
+            IpNet::V6(n) => {
+                let mut t: LpmTrie<_, [u8; 16], u8> = ebpf
+                    .map_mut("allowlist_v6")
+                    .ok_or_else(|| XdpError::Setup("allowlist_v6 missing".into()))?
+                    .try_into()
+                    .map_err(bpf("allowlist_v6"))?;
+                let key =
+                    aya::maps::lpm_trie::Key::new(n.prefix_len() as u32, n.network().octets());
+                t.insert(&key, 1, 0).map_err(bpf("allowlist_v6 insert"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unpins links (detaching the program) and removes map pins.
+pub fn detach(pin_dir: &Path) -> Result<Vec<String>, XdpError> {
+    let mut detached = Vec::new();
+    let entries = match std::fs::read_dir(pin_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(detached),
+        Err(e) => return Err(XdpError::Setup(format!("{}: {e}", pin_dir.display()))),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if let Some(iface) = name.strip_prefix("link_") {
+            let link =
+                PinnedLink::from_pin(&path).map_err(bpf(format!("opening {}", path.display())))?;
+            // Unpinning drops the last reference: the program detaches.
+            drop(
+                link.unpin()
+                    .map_err(bpf(format!("unpinning {}", path.display())))?,
+            );
+            detached.push(iface.to_string());
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    let _ = std::fs::remove_dir(pin_dir);
+    Ok(detached)
+}
+
+fn pinned(pin_dir: &Path, name: &str) -> Result<MapData, XdpError> {
+    let p = pin_dir.join(name);
+    MapData::from_pin(&p).map_err(bpf(format!(
+        "{} (is flowgate's XDP program attached? `flowgate xdp attach`)",
+        p.display()
+    )))
+}
+
+/// CLOCK_MONOTONIC now, the clock the XDP program compares expiries with.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Handle on the pinned blocklist maps.
+pub struct Blocklist {
+    v4: BpfHashMap<MapData, [u8; 4], u64>,
+    v6: BpfHashMap<MapData, [u8; 16], u64>,
+}
+
+impl Blocklist {
+    pub fn open(pin_dir: &Path) -> Result<Blocklist, XdpError> {
+        Ok(Blocklist {
+            v4: BpfHashMap::try_from(Map::HashMap(pinned(pin_dir, "blocklist_v4")?))
+                .map_err(bpf("blocklist_v4"))?,
+            v6: BpfHashMap::try_from(Map::HashMap(pinned(pin_dir, "blocklist_v6")?))
+                .map_err(bpf("blocklist_v6"))?,
+        })
+    }
+
+    /// Blocks `ip` for `ttl` from now (monotonic clock).
+    pub fn block(&mut self, ip: IpAddr, ttl: Duration) -> Result<(), XdpError> {
+        let expiry = monotonic_ns().saturating_add(ttl.as_nanos() as u64);
+        match ip {
+            IpAddr::V4(a) => self.v4.insert(a.octets(), expiry, 0),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => self.v4.insert(v4.octets(), expiry, 0),
+                None => self.v6.insert(a.octets(), expiry, 0),
+            },
+        }
+        .map_err(bpf(format!("blocking {ip} (blocklist full?)")))
+    }
+
+    pub fn unblock(&mut self, ip: IpAddr) -> Result<bool, XdpError> {
+        let r = match ip {
+            IpAddr::V4(a) => self.v4.remove(&a.octets()),
+            IpAddr::V6(a) => self.v6.remove(&a.octets()),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            Err(e) => Err(bpf(format!("unblocking {ip}"))(e)),
+        }
+    }
+
+    /// Entries and how many have not expired.
+    pub fn len(&self) -> (usize, usize) {
+        let now = monotonic_ns();
+        let mut total = 0;
+        let mut live = 0;
+        for exp in self
+            .v4
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, e)| e)
+            .chain(self.v6.iter().filter_map(Result::ok).map(|(_, e)| e))
+        {
+            total += 1;
+            live += (exp > now) as usize;
+        }
+        (total, live)
+    }
+}
+
+/// The program's per-CPU counters, summed over CPUs.
+pub fn counters(pin_dir: &Path) -> Result<[u64; 8], XdpError> {
+    let arr: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(Map::PerCpuArray(pinned(pin_dir, "counters")?))
+            .map_err(bpf("counters"))?;
+    let mut out = [0u64; 8];
+    for (i, slot) in out.iter_mut().enumerate() {
+        if let Ok(v) = arr.get(&(i as u32), 0) {
+            *slot = v.iter().sum();
+        }
+    }
+    Ok(out)
+}
+
+/// Interfaces with a pinned flowgate link.
+pub fn attached(pin_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(pin_dir)
+        .map(|d| {
+            let mut v: Vec<String> = d
+                .flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_prefix("link_")
+                        .map(str::to_string)
+                })
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default()
+}
