@@ -29,6 +29,10 @@ pub struct Options<'a> {
     pub verdicts: Option<&'a Path>,
     /// Write alerts to `cfg.output.alerts`.
     pub write_alerts: bool,
+    /// Write the packets that would be forwarded to this PCAP.
+    pub write_allowed: Option<&'a Path>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,18 +75,30 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
         tracing::warn!("rule skipped: {r}");
     }
     let alerts_path = opts.write_alerts.then(|| cfg.output.alerts.clone());
-    let recorder = Recorder::new(alerts_path.as_deref(), opts.verdicts)
+    let mut recorder = Recorder::new(alerts_path.as_deref(), opts.verdicts)
         .map_err(|e| AnalyzeError::Output(e.to_string()))?;
+    if opts.write_allowed.is_some() {
+        recorder.allowed = Some(Vec::new());
+    }
+    let record_verdicts = opts.verdicts.is_some() || opts.write_allowed.is_some();
     let started = Instant::now();
-    let mut pipe = Pipeline::start(
-        cfg.clone(),
-        rules.clone(),
-        recorder,
-        opts.verdicts.is_some(),
-    )
-    .map_err(|e| AnalyzeError::Engine(format!("cannot start shard threads: {e}")))?;
+    let mut pipe = Pipeline::start(cfg.clone(), rules.clone(), recorder, record_verdicts)
+        .map_err(|e| AnalyzeError::Engine(format!("cannot start shard threads: {e}")))?;
     let shards = pipe.shards();
-    let read = source.for_each(|r| pipe.push(r.ts, r.link, r.data, r.wire_len));
+    let bar = opts.progress.then(|| progress_bar(source.file_len));
+    let mut read_bytes = 0u64;
+    let read = source.for_each(|r| {
+        pipe.push(r.ts, r.link, r.data, r.wire_len);
+        if let Some(b) = &bar {
+            read_bytes += r.data.len() as u64 + 16;
+            if pipe.packets() % 65_536 == 0 {
+                b.set_position(read_bytes);
+            }
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
     let (stats, _per_shard, collector) = pipe.finish().map_err(AnalyzeError::Engine)?;
     let elapsed = started.elapsed().as_secs_f64();
     let input_error = match read {
@@ -92,6 +108,9 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     };
     let mut recorder = collector;
     recorder.flush().map_err(AnalyzeError::Output)?;
+    if let (Some(out), Some(bits)) = (opts.write_allowed, recorder.allowed.as_deref()) {
+        write_allowed(opts.pcap, out, bits)?;
+    }
     let rule_lines = stats
         .rules
         .iter()
@@ -124,6 +143,75 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
         stats,
         input_error,
     })
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Second pass: copies the allowed packets, in capture order, with their
+/// original timestamps (nanosecond PCAP) and link type.
+fn write_allowed(input: &Path, out: &Path, bits: &[u64]) -> Result<u64, AnalyzeError> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let werr = |e: &dyn std::fmt::Display| AnalyzeError::Output(format!("{}: {e}", out.display()));
+    let mut source = PcapSource::open(input)?;
+    let file = std::fs::File::create(out).map_err(|e| werr(&e))?;
+    let mut writer: Option<PcapWriter<std::io::BufWriter<std::fs::File>>> = None;
+    let mut file = Some(std::io::BufWriter::new(file));
+    let mut idx = 0u64;
+    let mut written = 0u64;
+    let mut failure: Option<String> = None;
+    let _ = source.for_each(|r| {
+        idx += 1;
+        if failure.is_some() || !crate::output::is_allowed(bits, idx) {
+            return;
+        }
+        if writer.is_none() {
+            let Some(dlt) = r.link.to_linktype() else {
+                failure = Some("cannot write a packet of an unsupported link type".into());
+                return;
+            };
+            let header = PcapHeader {
+                datalink: pcap_file::DataLink::from(dlt),
+                ts_resolution: pcap_file::pcap::PcapTsResolution::NanoSecond,
+                snaplen: 262_144,
+                ..Default::default()
+            };
+            match file.take().map(|f| PcapWriter::with_header(f, header)) {
+                Some(Ok(w)) => writer = Some(w),
+                Some(Err(e)) => failure = Some(e.to_string()),
+                None => failure = Some("output already used".into()),
+            }
+        }
+        if let Some(w) = writer.as_mut() {
+            let res = PcapPacket::new(std::time::Duration::from_nanos(r.ts), r.wire_len, r.data)
+                .map_err(|e| e.to_string())
+                .and_then(|p| w.write_packet(&p).map_err(|e| e.to_string()));
+            match res {
+                Ok(_) => written += 1,
+                Err(e) => failure = Some(e),
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(werr(&e));
+    }
+    match (writer, file) {
+        (Some(mut w), _) => w.flush().map_err(|e| werr(&e))?,
+        // Nothing allowed: still a valid, empty capture.
+        (None, Some(f)) => {
+            PcapWriter::with_header(f, PcapHeader::default()).map_err(|e| werr(&e))?;
+        }
+        (None, None) => {}
+    }
+    Ok(written)
 }
 
 impl Report {

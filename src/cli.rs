@@ -15,6 +15,9 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `flowgate=debug`.
     #[arg(long, global = true, env = "FLOWGATE_LOG", default_value = "info")]
     pub log: String,
+    /// Log line format on stderr: text (human) or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -147,6 +150,12 @@ impl ConfigArgs {
     }
 }
 
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq, Default)]
 pub enum SummaryFormat {
     #[default]
@@ -176,6 +185,13 @@ pub struct AnalyzeArgs {
     /// End-of-run summary on stdout.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub summary: SummaryFormat,
+    /// Also write the packets the IPS would forward (ALLOW verdicts), in
+    /// capture order, to this PCAP (second pass over the input).
+    #[arg(long, value_name = "OUT.pcap")]
+    pub write_allowed: Option<PathBuf>,
+    /// Progress bar on stderr: auto (when stderr is a terminal), always, never.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]

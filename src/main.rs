@@ -18,10 +18,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        flowgate::cli::LogFormat::Json => fmt.json().init(),
+        flowgate::cli::LogFormat::Text => fmt.init(),
+    }
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -41,6 +44,12 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     pcap: &args.pcap,
                     verdicts: args.verdicts.as_deref(),
                     write_alerts: true,
+                    write_allowed: args.write_allowed.as_deref(),
+                    progress: match args.progress.as_str() {
+                        "always" => true,
+                        "never" => false,
+                        _ => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                    },
                 },
             )?;
             emit(&report.render(args.summary));

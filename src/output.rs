@@ -30,6 +30,9 @@ pub struct Recorder {
     pub alerts_written: u64,
     pub episodes_ended: u64,
     offenders: HashMap<IpAddr, Offender>,
+    /// One bit per packet (by pcap_cnt), set when allowed: kept only when
+    /// asked for (`--write-allowed`).
+    pub allowed: Option<Vec<u64>>,
     /// First write error; writing stops there and the run reports it.
     pub error: Option<String>,
 }
@@ -55,6 +58,7 @@ impl Recorder {
             alerts_written: 0,
             episodes_ended: 0,
             offenders: HashMap::new(),
+            allowed: None,
             error: None,
         })
     }
@@ -128,6 +132,17 @@ impl Collector for Recorder {
                 }
             }
         }
+        if let Some(bits) = self.allowed.as_mut() {
+            for (idx, v) in &out.verdicts {
+                if *v == Verdict::Allow {
+                    let (w, b) = ((*idx / 64) as usize, idx % 64);
+                    if bits.len() <= w {
+                        bits.resize(w + 1, 0);
+                    }
+                    bits[w] |= 1 << b;
+                }
+            }
+        }
         if !out.verdicts.is_empty() && self.verdicts.is_some() {
             let mut s = String::with_capacity(out.verdicts.len() * 16);
             for (idx, v) in &out.verdicts {
@@ -139,4 +154,10 @@ impl Collector for Recorder {
             self.write_line(&s, false);
         }
     }
+}
+
+/// Was packet `idx` allowed, per a bitset filled by `Recorder`?
+pub fn is_allowed(bits: &[u64], idx: u64) -> bool {
+    bits.get((idx / 64) as usize)
+        .is_some_and(|w| w & (1 << (idx % 64)) != 0)
 }

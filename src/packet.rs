@@ -34,6 +34,18 @@ pub enum LinkType {
 }
 
 impl LinkType {
+    /// The LINKTYPE_* number to write this framing back out with.
+    pub fn to_linktype(self) -> Option<u32> {
+        match self {
+            LinkType::Ethernet => Some(1),
+            LinkType::LinuxSll => Some(113),
+            LinkType::LinuxSll2 => Some(276),
+            LinkType::RawIp => Some(101),
+            LinkType::Null => Some(0),
+            LinkType::Unsupported => None,
+        }
+    }
+
     /// Maps a LINKTYPE_* number; `None` means we cannot decode it.
     pub fn from_linktype(n: u32) -> Option<LinkType> {
         match n {

@@ -263,3 +263,55 @@ fn real_captures_find_each_tool_with_the_right_rule() {
 fn synth_mixed_len() -> u64 {
     flowgate::synth::mixed().len() as u64
 }
+
+#[test]
+fn write_allowed_keeps_exactly_the_allowed_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("allowed.pcap");
+    let (code, _, err, _, verdicts) = analyze_cli(
+        &fixture("mixed.pcap"),
+        &["--write-allowed", out.to_str().unwrap(), "--shards", "3"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let allowed = verdicts.iter().filter(|l| l.ends_with("\tallow")).count();
+    // Re-analysed, the forwarded traffic has the same count and nothing to drop.
+    let (code, stdout, _, alerts, _) = analyze_cli(&out, &["--summary", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["packets"].as_u64().unwrap() as usize, allowed);
+    assert_eq!(v["dropped"], 0);
+    assert!(alerts.is_empty(), "{alerts:?}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("x.rules");
+    std::fs::write(&rules, "alert http any any -> any any (msg:\"pos\"; content:\"a\"; content:\"b\"; distance:0; sid:77;)\n").unwrap();
+    let set = format!("signatures.rule_files=[{:?}]", rules.to_str().unwrap());
+    let alerts = dir.path().join("a.jsonl");
+    let out = flowgate(&[
+        "--log-format",
+        "json",
+        "analyze",
+        fixture("malformed.pcap").to_str().unwrap(),
+        "--set",
+        &set,
+        "--alerts",
+        alerts.to_str().unwrap(),
+        "--summary",
+        "none",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("sid 77"))
+        .expect("a warning names the skipped sid");
+    let v: serde_json::Value = serde_json::from_str(line).expect("json log line");
+    assert_eq!(v["level"], "WARN");
+}
