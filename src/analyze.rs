@@ -58,6 +58,8 @@ pub struct Report {
     pub rules: Vec<RuleLine>,
     pub top_offenders: Vec<Offender>,
     pub stats: Stats,
+    /// SQLite audit log: events written, dropped (queue full), failed.
+    pub audit: Option<(u64, u64, u64)>,
     pub elapsed_seconds: f64,
     pub packets_per_second: f64,
     /// Set when reading stopped early; packets before it were analysed.
@@ -79,6 +81,9 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
         .map_err(|e| AnalyzeError::Output(e.to_string()))?;
     if opts.write_allowed.is_some() {
         recorder.allowed = Some(Vec::new());
+    }
+    if let Some(db) = &cfg.output.sqlite {
+        recorder.audit = Some(crate::audit::AuditSink::start(db).map_err(AnalyzeError::Output)?);
     }
     let record_verdicts = opts.verdicts.is_some() || opts.write_allowed.is_some();
     let started = Instant::now();
@@ -140,6 +145,14 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
             0.0
         },
         elapsed_seconds: elapsed,
+        audit: recorder.audit.as_ref().map(|a| {
+            use std::sync::atomic::Ordering::Relaxed;
+            (
+                a.stats.written.load(Relaxed),
+                a.stats.dropped.load(Relaxed),
+                a.stats.failed.load(Relaxed),
+            )
+        }),
         stats,
         input_error,
     })
@@ -302,6 +315,12 @@ impl Report {
                 .map(|p| format!(" -> {}", p.display()))
                 .unwrap_or_default()
         );
+        if let Some((w, d, f)) = self.audit {
+            let _ = writeln!(
+                s,
+                "  sqlite audit: {w} events written, {d} dropped (queue full), {f} failed"
+            );
+        }
         let t = &st.sources_table;
         let _ = writeln!(
             s,

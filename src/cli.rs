@@ -36,11 +36,41 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Query the SQLite audit log (alerts, top offenders).
+    Alerts(AlertsArgs),
     /// Attach, inspect and detach the XDP program; manage the kernel blocklist.
     Xdp {
         #[command(subcommand)]
         command: XdpCommand,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct AlertsArgs {
+    /// SQLite file written by `--sqlite` / output.sqlite.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Only from this time on (RFC 3339, e.g. 2026-01-01T00:00:05Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this rule ID.
+    #[arg(long)]
+    pub rule: Option<u32>,
+    /// Only this source address.
+    #[arg(long)]
+    pub src: Option<std::net::IpAddr>,
+    /// Show the top N offenders (by packets decided against them) instead.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Most rows.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// JSON output (EVE objects for alerts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +209,9 @@ pub struct AnalyzeArgs {
     /// Alert log, JSONL, appended to (output.alerts).
     #[arg(long, value_name = "PATH")]
     pub alerts: Option<PathBuf>,
+    /// Also store alerts and block episodes in this SQLite file (output.sqlite).
+    #[arg(long, value_name = "PATH")]
+    pub sqlite: Option<PathBuf>,
     /// Write one line per packet: `pcap_cnt<TAB>allow|drop[<TAB>rule]`.
     #[arg(long, value_name = "PATH")]
     pub verdicts: Option<PathBuf>,
@@ -227,6 +260,10 @@ impl AnalyzeArgs {
         if let Some(p) = &self.alerts {
             s.overrides
                 .push(("output.alerts".into(), toml_string(&p.to_string_lossy())));
+        }
+        if let Some(p) = &self.sqlite {
+            s.overrides
+                .push(("output.sqlite".into(), toml_string(&p.to_string_lossy())));
         }
         Config::load(&s)
     }

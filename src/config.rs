@@ -53,6 +53,8 @@ pub struct EngineConfig {
 pub struct OutputConfig {
     /// EVE-style JSONL alert log, opened for append.
     pub alerts: PathBuf,
+    /// Optional SQLite audit log of alerts and block episodes.
+    pub sqlite: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -194,6 +196,7 @@ impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             alerts: PathBuf::from("logs/alerts.jsonl"),
+            sqlite: None,
         }
     }
 }

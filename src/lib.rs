@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod analyze;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod detect;

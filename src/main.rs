@@ -107,7 +107,80 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             command: RulesCommand::Check { files },
         } => rules_check(&files),
         Command::Xdp { command } => xdp_command(command),
+        Command::Alerts(a) => alerts_command(a),
     }
+}
+
+fn alerts_command(a: flowgate::cli::AlertsArgs) -> anyhow::Result<ExitCode> {
+    use flowgate::audit;
+    let ts = |s: &Option<String>, what: &str| -> anyhow::Result<Option<u64>> {
+        s.as_deref()
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|d| d.timestamp_nanos_opt().unwrap_or(0).max(0) as u64)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "--{what} {t}: {e} (expected RFC 3339, e.g. 2026-01-01T00:00:05Z)"
+                        )
+                    })
+            })
+            .transpose()
+    };
+    if !a.db.exists() {
+        anyhow::bail!(
+            "{}: no such audit database (write one with analyze --sqlite)",
+            a.db.display()
+        );
+    }
+    let db = audit::open(&a.db).map_err(|e| anyhow::anyhow!("{}: {e}", a.db.display()))?;
+    let q = audit::Query {
+        since_ns: ts(&a.since, "since")?,
+        until_ns: ts(&a.until, "until")?,
+        rule: a.rule,
+        src: a.src.map(|s| s.to_string()),
+        limit: a.top.unwrap_or(a.limit),
+    };
+    if a.top.is_some() {
+        let rows = audit::top_offenders(&db, &q)?;
+        if a.json {
+            let v: Vec<_> = rows
+                .iter()
+                .map(|(s, e, p, b)| serde_json::json!({"src_ip": s, "episodes": e, "packets": p, "bytes": b}))
+                .collect();
+            emit(&(serde_json::to_string_pretty(&v)? + "\n"));
+        } else {
+            let mut s = format!(
+                "{:<40} {:>8} {:>10} {:>12}\n",
+                "source", "episodes", "packets", "bytes"
+            );
+            for (src, e, p, b) in rows {
+                s += &format!("{src:<40} {e:>8} {p:>10} {b:>12}\n");
+            }
+            emit(&s);
+        }
+    } else {
+        let rows = audit::alerts(&db, &q)?;
+        if a.json {
+            emit(&(serde_json::to_string_pretty(&rows)? + "\n"));
+        } else {
+            let mut s = format!(
+                "{:<32} {:<39} {:>8}  {:<8} {}\n",
+                "time", "source", "rule", "action", "signature"
+            );
+            for v in rows {
+                s += &format!(
+                    "{:<32} {:<39} {:>8}  {:<8} {}\n",
+                    v["timestamp"].as_str().unwrap_or(""),
+                    v["src_ip"].as_str().unwrap_or(""),
+                    v["alert"]["signature_id"],
+                    v["alert"]["action"].as_str().unwrap_or(""),
+                    v["alert"]["signature"].as_str().unwrap_or("")
+                );
+            }
+            emit(&s);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {

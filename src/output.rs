@@ -35,6 +35,8 @@ pub struct Recorder {
     pub allowed: Option<Vec<u64>>,
     /// First write error; writing stops there and the run reports it.
     pub error: Option<String>,
+    /// SQLite audit log, written on its own thread.
+    pub audit: Option<crate::audit::AuditSink>,
 }
 
 /// Opens for append, creating parent directories.
@@ -60,10 +62,14 @@ impl Recorder {
             offenders: HashMap::new(),
             allowed: None,
             error: None,
+            audit: None,
         })
     }
 
     pub fn flush(&mut self) -> Result<(), String> {
+        if let Some(a) = self.audit.as_mut() {
+            a.finish();
+        }
         for (path, w) in self.alerts.iter_mut().chain(self.verdicts.iter_mut()) {
             w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
         }
@@ -116,6 +122,9 @@ impl Recorder {
 
 impl Collector for Recorder {
     fn collect(&mut self, out: ShardOutput) {
+        if let Some(a) = &self.audit {
+            a.offer(&out.events);
+        }
         for ev in &out.events {
             let mut line = ev.to_eve().to_string();
             line.push('\n');
