@@ -136,6 +136,25 @@ pub struct Packet<'a> {
 }
 
 impl Packet<'_> {
+    /// A TCP segment from 198.18.0.1:40000 for unit tests of the detectors.
+    #[cfg(test)]
+    pub(crate) fn test_tcp(flags: u8, dst: &str, dst_port: u16, src_port: u16) -> Packet<'static> {
+        Packet {
+            src: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+            dst: dst.parse().expect("test address"),
+            proto: Proto::Tcp,
+            src_port,
+            dst_port,
+            tcp_flags: TcpFlags(flags),
+            tcp_seq: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            payload: &[],
+            fragment: false,
+            capture_truncated: false,
+        }
+    }
+
     pub fn is_icmp_echo_request(&self) -> bool {
         match self.proto {
             Proto::Icmp => self.icmp_type == 8,

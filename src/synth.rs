@@ -5,7 +5,7 @@
 //! Regenerate the fixtures with `cargo run --release --bin flowgate-pcapgen -- fixtures`.
 
 use crate::packet::{Ts, NANOS_PER_SEC};
-use etherparse::{PacketBuilder, TcpHeader};
+use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, TcpHeader};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapTsResolution, PcapWriter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -52,74 +52,60 @@ pub fn tcp(
         h.acknowledgment_number = seq.wrapping_mul(2_654_435_761);
     }
     let mut v = Vec::with_capacity(64 + payload.len());
-    let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    let r = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => b
-            .ipv4(s.octets(), d.octets(), 64)
-            .tcp_header(h)
-            .write(&mut v, payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => b
-            .ipv6(s.octets(), d.octets(), 64)
-            .tcp_header(h)
-            .write(&mut v, payload),
-        _ => panic!("mixed address families"),
-    };
-    r.expect("building a frame into a Vec cannot fail");
+    ip_step(src, dst, (MAC_A, MAC_B))
+        .tcp_header(h)
+        .write(&mut v, payload)
+        .expect("building a frame into a Vec cannot fail");
     v
+}
+
+/// Ethernet + IPv4 or IPv6 header, by the addresses' family.
+fn ip_step(
+    src: IpAddr,
+    dst: IpAddr,
+    (from, to): ([u8; 6], [u8; 6]),
+) -> PacketBuilderStep<IpHeaders> {
+    let b = PacketBuilder::ethernet2(from, to);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+        _ => panic!("mixed address families"),
+    }
 }
 
 pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(64 + payload.len());
-    let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    let r = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => b
-            .ipv4(s.octets(), d.octets(), 64)
-            .udp(sport, dport)
-            .write(&mut v, payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => b
-            .ipv6(s.octets(), d.octets(), 64)
-            .udp(sport, dport)
-            .write(&mut v, payload),
-        _ => panic!("mixed address families"),
+    ip_step(src, dst, (MAC_A, MAC_B))
+        .udp(sport, dport)
+        .write(&mut v, payload)
+        .expect("building a frame into a Vec cannot fail");
+    v
+}
+
+fn echo(src: IpAddr, dst: IpAddr, id: u16, seq: u16, payload: &[u8], reply: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + payload.len());
+    let macs = if reply {
+        (MAC_B, MAC_A)
+    } else {
+        (MAC_A, MAC_B)
+    };
+    let step = ip_step(src, dst, macs);
+    let r = match (src.is_ipv4(), reply) {
+        (true, false) => step.icmpv4_echo_request(id, seq).write(&mut v, payload),
+        (true, true) => step.icmpv4_echo_reply(id, seq).write(&mut v, payload),
+        (false, false) => step.icmpv6_echo_request(id, seq).write(&mut v, payload),
+        (false, true) => step.icmpv6_echo_reply(id, seq).write(&mut v, payload),
     };
     r.expect("building a frame into a Vec cannot fail");
     v
 }
 
 pub fn echo_request(src: IpAddr, dst: IpAddr, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64 + payload.len());
-    let b = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    let r = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => b
-            .ipv4(s.octets(), d.octets(), 64)
-            .icmpv4_echo_request(id, seq)
-            .write(&mut v, payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => b
-            .ipv6(s.octets(), d.octets(), 64)
-            .icmpv6_echo_request(id, seq)
-            .write(&mut v, payload),
-        _ => panic!("mixed address families"),
-    };
-    r.expect("building a frame into a Vec cannot fail");
-    v
+    echo(src, dst, id, seq, payload, false)
 }
 
 pub fn echo_reply(src: IpAddr, dst: IpAddr, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(64 + payload.len());
-    let b = PacketBuilder::ethernet2(MAC_B, MAC_A);
-    let r = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => b
-            .ipv4(s.octets(), d.octets(), 64)
-            .icmpv4_echo_reply(id, seq)
-            .write(&mut v, payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => b
-            .ipv6(s.octets(), d.octets(), 64)
-            .icmpv6_echo_reply(id, seq)
-            .write(&mut v, payload),
-        _ => panic!("mixed address families"),
-    };
-    r.expect("building a frame into a Vec cannot fail");
-    v
+    echo(src, dst, id, seq, payload, true)
 }
 
 pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {

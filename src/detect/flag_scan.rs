@@ -34,23 +34,9 @@ pub fn inspect(pkt: &Packet) -> Option<Detection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{Proto, TcpFlags};
 
     fn pkt(flags: u8) -> Packet<'static> {
-        Packet {
-            src: "198.18.0.1".parse().unwrap(),
-            dst: "198.19.0.2".parse().unwrap(),
-            proto: Proto::Tcp,
-            src_port: 1,
-            dst_port: 22,
-            tcp_flags: TcpFlags(flags),
-            tcp_seq: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            payload: &[],
-            fragment: false,
-            capture_truncated: false,
-        }
+        Packet::test_tcp(flags, "198.19.0.2", 22, 1)
     }
 
     #[test]

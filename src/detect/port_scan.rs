@@ -116,23 +116,9 @@ fn bound<T: Copy>(v: &mut Vec<(T, bool)>, limit: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{Proto, TcpFlags};
 
     fn seg(flags: u8, dst: &str, dport: u16) -> Packet<'static> {
-        Packet {
-            src: "198.18.0.1".parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            proto: Proto::Tcp,
-            src_port: 40000,
-            dst_port: dport,
-            tcp_flags: TcpFlags(flags),
-            tcp_seq: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            payload: &[],
-            fragment: false,
-            capture_truncated: false,
-        }
+        Packet::test_tcp(flags, dst, dport, 40000)
     }
 
     #[test]

@@ -158,24 +158,10 @@ fn half_open_hit(cfg: &SynFloodConfig, w: &mut WindowCount, now: Ts) -> Option<D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{Proto, TcpFlags};
     use std::time::Duration;
 
     fn seg(flags: u8, sport: u16, dport: u16) -> Packet<'static> {
-        Packet {
-            src: "198.18.0.1".parse().unwrap(),
-            dst: "198.19.0.2".parse().unwrap(),
-            proto: Proto::Tcp,
-            src_port: sport,
-            dst_port: dport,
-            tcp_flags: TcpFlags(flags),
-            tcp_seq: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            payload: &[],
-            fragment: false,
-            capture_truncated: false,
-        }
+        Packet::test_tcp(flags, "198.19.0.2", dport, sport)
     }
     const MS: u64 = 1_000_000;
 
