@@ -172,7 +172,8 @@ impl Capture {
     }
 }
 
-pub fn write_pcap<W: Write>(out: W, frames: &[(Ts, Vec<u8>)], nanos: bool) -> std::io::Result<()> {
+/// A PCAP writer (micro- or nanosecond records) for generated frames.
+fn pcap_writer<W: Write>(out: W, nanos: bool) -> std::io::Result<PcapWriter<W>> {
     let header = PcapHeader {
         ts_resolution: if nanos {
             PcapTsResolution::NanoSecond
@@ -182,11 +183,21 @@ pub fn write_pcap<W: Write>(out: W, frames: &[(Ts, Vec<u8>)], nanos: bool) -> st
         snaplen: 262_144,
         ..Default::default()
     };
-    let mut w = PcapWriter::with_header(out, header).map_err(std::io::Error::other)?;
+    PcapWriter::with_header(out, header).map_err(std::io::Error::other)
+}
+
+fn write_frame<W: Write>(w: &mut PcapWriter<W>, ts: Ts, f: &[u8]) -> std::io::Result<()> {
+    let p = PcapPacket::new(Duration::from_nanos(ts), f.len() as u32, f)
+        .map_err(std::io::Error::other)?;
+    w.write_packet(&p)
+        .map(|_| ())
+        .map_err(std::io::Error::other)
+}
+
+pub fn write_pcap<W: Write>(out: W, frames: &[(Ts, Vec<u8>)], nanos: bool) -> std::io::Result<()> {
+    let mut w = pcap_writer(out, nanos)?;
     for (ts, f) in frames {
-        let p = PcapPacket::new(Duration::from_nanos(*ts), f.len() as u32, f.as_slice())
-            .map_err(std::io::Error::other)?;
-        w.write_packet(&p).map_err(std::io::Error::other)?;
+        write_frame(&mut w, *ts, f)?;
     }
     w.flush().map_err(std::io::Error::other)
 }
@@ -545,14 +556,7 @@ pub fn malformed() -> Vec<(Ts, Vec<u8>)> {
 pub fn perf_mix<W: Write>(out: W, n: u64, sources: u32, seed: u64) -> std::io::Result<()> {
     use flags::*;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut w = PcapWriter::with_header(
-        out,
-        PcapHeader {
-            snaplen: 262_144,
-            ..Default::default()
-        },
-    )
-    .map_err(std::io::Error::other)?;
+    let mut w = pcap_writer(out, false)?;
     let server = |r: &mut ChaCha8Rng| v4(198, 19, r.random_range(0..4), r.random_range(1..255));
     let client = |r: &mut ChaCha8Rng| {
         let i = r.random_range(0..sources);
@@ -647,9 +651,7 @@ pub fn perf_mix<W: Write>(out: W, n: u64, sources: u32, seed: u64) -> std::io::R
                 }
             }
         };
-        let p = PcapPacket::new(Duration::from_nanos(ts), f.len() as u32, f.as_slice())
-            .map_err(std::io::Error::other)?;
-        w.write_packet(&p).map_err(std::io::Error::other)?;
+        write_frame(&mut w, ts, &f)?;
     }
     w.flush().map_err(std::io::Error::other)
 }
@@ -889,14 +891,7 @@ pub fn http_cases() -> (Frames, Vec<(u64, Option<u32>)>) {
 /// sources. Streams to `out`.
 pub fn perf_http<W: Write>(out: W, sessions: u64, clients: u32, seed: u64) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut w = PcapWriter::with_header(
-        out,
-        PcapHeader {
-            snaplen: 262_144,
-            ..Default::default()
-        },
-    )
-    .map_err(std::io::Error::other)?;
+    let mut w = pcap_writer(out, false)?;
     const PATHS: [&str; 8] = [
         "/search?q=union+square+hotels&page=2",
         "/product.php?id=4411&ref=home",
@@ -935,9 +930,7 @@ pub fn perf_http<W: Write>(out: W, sessions: u64, clients: u32, seed: u64) -> st
             &path,
         );
         for (ts, f) in cap.finish() {
-            let p = PcapPacket::new(Duration::from_nanos(ts), f.len() as u32, f.as_slice())
-                .map_err(std::io::Error::other)?;
-            w.write_packet(&p).map_err(std::io::Error::other)?;
+            write_frame(&mut w, ts, &f)?;
         }
     }
     w.flush().map_err(std::io::Error::other)
