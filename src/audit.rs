@@ -220,6 +220,19 @@ pub struct Query {
     pub limit: usize,
 }
 
+impl Query {
+    /// The filter values, bound to ?1..?5 of both queries below.
+    fn bind(&self) -> (Option<i64>, Option<i64>, Option<u32>, Option<&str>, i64) {
+        (
+            self.since_ns.map(|v| v as i64),
+            self.until_ns.map(|v| v as i64),
+            self.rule,
+            self.src.as_deref(),
+            self.limit as i64,
+        )
+    }
+}
+
 /// Alerts matching `q`, newest last, as their EVE objects.
 pub fn alerts(db: &Connection, q: &Query) -> rusqlite::Result<Vec<serde_json::Value>> {
     let mut stmt = db.prepare(
@@ -227,16 +240,7 @@ pub fn alerts(db: &Connection, q: &Query) -> rusqlite::Result<Vec<serde_json::Va
          AND (?3 IS NULL OR signature_id = ?3) AND (?4 IS NULL OR src_ip = ?4)
          ORDER BY ts_ns, pcap_cnt LIMIT ?5",
     )?;
-    let rows = stmt.query_map(
-        params![
-            q.since_ns.map(|v| v as i64),
-            q.until_ns.map(|v| v as i64),
-            q.rule,
-            q.src,
-            q.limit as i64
-        ],
-        |r| r.get::<_, String>(0),
-    )?;
+    let rows = stmt.query_map(q.bind(), |r| r.get::<_, String>(0))?;
     Ok(rows
         .filter_map(Result::ok)
         .filter_map(|s| serde_json::from_str(&s).ok())
@@ -251,22 +255,13 @@ pub fn top_offenders(db: &Connection, q: &Query) -> rusqlite::Result<Vec<(String
          AND (?3 IS NULL OR signature_id = ?3) AND (?4 IS NULL OR src_ip = ?4)
          GROUP BY src_ip ORDER BY 3 DESC, 1 LIMIT ?5",
     )?;
-    let rows = stmt.query_map(
-        params![
-            q.since_ns.map(|v| v as i64),
-            q.until_ns.map(|v| v as i64),
-            q.rule,
-            q.src,
-            q.limit as i64
-        ],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-                r.get::<_, i64>(3)? as u64,
-            ))
-        },
-    )?;
+    let rows = stmt.query_map(q.bind(), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+            r.get::<_, i64>(3)? as u64,
+        ))
+    })?;
     rows.collect()
 }
