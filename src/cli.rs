@@ -26,6 +26,11 @@ pub struct Cli {
 pub enum Command {
     /// Analyse a PCAP/PCAPNG file offline with the live engine's verdicts.
     Analyze(AnalyzeArgs),
+    /// Run inline between two ports (AF_XDP): forward what is allowed,
+    /// drop what the rules say, block sources in the kernel. Stops on
+    /// SIGINT/SIGTERM; SIGHUP reloads config and rules and reopens the
+    /// alert log.
+    Live(LiveArgs),
     /// Validate or print configuration.
     Config {
         #[command(subcommand)]
@@ -225,6 +230,102 @@ pub struct AnalyzeArgs {
     /// Progress bar on stderr: auto (when stderr is a terminal), always, never.
     #[arg(long, default_value = "auto")]
     pub progress: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LiveArgs {
+    /// Port facing the untrusted side (live.ingress).
+    #[arg(long)]
+    pub ingress: Option<String>,
+    /// Port facing the protected side (live.egress).
+    #[arg(long)]
+    pub egress: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// prevent (IPS) or detect (IDS: log, forward everything) (engine.mode).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Shard worker threads (engine.shards); 0 = one per core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Drop everything while no flowgate process serves the ports
+    /// (live.fail_closed); the default forwards (fail-open).
+    #[arg(long)]
+    pub fail_closed: bool,
+    /// auto (native, else generic), native or generic (live.xdp_mode).
+    #[arg(long)]
+    pub xdp_mode: Option<String>,
+    /// bpffs directory for the pinned program (live.pin_dir).
+    #[arg(long, env = "FLOWGATE_PIN_DIR")]
+    pub pin_dir: Option<PathBuf>,
+    /// Alert log, JSONL, appended to (output.alerts).
+    #[arg(long, value_name = "PATH")]
+    pub alerts: Option<PathBuf>,
+    /// SQLite audit log (output.sqlite).
+    #[arg(long, value_name = "PATH")]
+    pub sqlite: Option<PathBuf>,
+    /// Prometheus `/metrics` address (metrics.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
+    /// No `/metrics` listener (metrics.enabled = false).
+    #[arg(long)]
+    pub no_metrics: bool,
+    /// Detach the XDP program on a clean stop (live.detach_on_exit).
+    #[arg(long)]
+    pub detach_on_exit: bool,
+}
+
+impl LiveArgs {
+    /// The sources live mode loads, and re-loads on SIGHUP: flags stay in
+    /// force across reloads.
+    pub fn sources(&self) -> Result<Sources, ConfigError> {
+        let mut s = self.config.sources()?;
+        let mut put = |k: &str, v: String| s.overrides.push((k.to_string(), v));
+        if let Some(v) = &self.ingress {
+            put("live.ingress", toml_string(v));
+        }
+        if let Some(v) = &self.egress {
+            put("live.egress", toml_string(v));
+        }
+        if let Some(m) = self.mode {
+            put("engine.mode", toml_string(mode_name(m)));
+        }
+        if let Some(n) = self.shards {
+            put("engine.shards", n.to_string());
+        }
+        if self.fail_closed {
+            put("live.fail_closed", "true".into());
+        }
+        if let Some(v) = &self.xdp_mode {
+            put("live.xdp_mode", toml_string(v));
+        }
+        if let Some(p) = &self.pin_dir {
+            put("live.pin_dir", toml_string(&p.to_string_lossy()));
+        }
+        if let Some(p) = &self.alerts {
+            put("output.alerts", toml_string(&p.to_string_lossy()));
+        }
+        if let Some(p) = &self.sqlite {
+            put("output.sqlite", toml_string(&p.to_string_lossy()));
+        }
+        if let Some(v) = &self.metrics_listen {
+            put("metrics.listen", toml_string(v));
+        }
+        if self.no_metrics {
+            put("metrics.enabled", "false".into());
+        }
+        if self.detach_on_exit {
+            put("live.detach_on_exit", "true".into());
+        }
+        Ok(s)
+    }
+}
+
+fn mode_name(m: ModeArg) -> &'static str {
+    match m {
+        ModeArg::Prevent => "prevent",
+        ModeArg::Detect => "detect",
+    }
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]

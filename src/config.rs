@@ -31,6 +31,83 @@ pub struct Config {
     pub tables: TablesConfig,
     pub detect: DetectConfig,
     pub signatures: SignaturesConfig,
+    pub live: LiveConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpAttachMode {
+    /// Native (driver) mode where the driver has it, else generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// `flowgate live`: the two ports of the inline pair and the AF_XDP setup.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Port facing the untrusted side (`--ingress`).
+    pub ingress: String,
+    /// Port facing the protected side (`--egress`).
+    pub egress: String,
+    pub xdp_mode: XdpAttachMode,
+    /// With no AF_XDP socket bound (flowgate stopped or dead) drop
+    /// everything instead of forwarding it uninspected.
+    pub fail_closed: bool,
+    /// bpffs directory for the pinned program links and maps.
+    pub pin_dir: PathBuf,
+    /// UMEM frames per queue pair (shared by both ports' sockets).
+    pub frames_per_queue: u32,
+    /// Descriptors in each RX/TX/fill/completion ring (power of two).
+    pub ring_size: u32,
+    /// Pin I/O and shard threads to cores (core_affinity).
+    pub pin_threads: bool,
+    /// On a clean stop, detach the XDP program too. By default it stays as
+    /// a wire (fail-open, or dropping with fail_closed) so a restart does
+    /// not cut the link; `flowgate xdp detach` removes it.
+    pub detach_on_exit: bool,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            ingress: String::new(),
+            egress: String::new(),
+            xdp_mode: XdpAttachMode::Auto,
+            fail_closed: false,
+            pin_dir: PathBuf::from("/sys/fs/bpf/flowgate"),
+            frames_per_queue: 8192,
+            ring_size: 2048,
+            pin_threads: true,
+            detach_on_exit: false,
+        }
+    }
+}
+
+/// Prometheus exposition.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// `/metrics` listen address; loopback by default.
+    pub listen: std::net::SocketAddr,
+    /// How often shards publish their local counts.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            interval: Duration::from_millis(500),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -380,6 +457,29 @@ impl Config {
             }
         };
         d("block.ttl", self.block.ttl)?;
+        d("metrics.interval", self.metrics.interval)?;
+        let l = &self.live;
+        if !(64..=1 << 20).contains(&l.frames_per_queue) {
+            return Err(bad(
+                "live.frames_per_queue",
+                l.frames_per_queue,
+                "must be 64 to 1048576",
+            ));
+        }
+        if !l.ring_size.is_power_of_two() || !(64..=16384).contains(&l.ring_size) {
+            return Err(bad(
+                "live.ring_size",
+                l.ring_size,
+                "must be a power of two from 64 to 16384",
+            ));
+        }
+        if l.frames_per_queue < 2 * l.ring_size {
+            return Err(bad(
+                "live.frames_per_queue",
+                l.frames_per_queue,
+                "must be at least twice live.ring_size (both ports' fill rings)",
+            ));
+        }
         d("tables.idle_timeout", self.tables.idle_timeout)?;
         if self.block.capacity == 0 {
             return Err(bad("block.capacity", 0, "must be at least 1"));
@@ -443,6 +543,42 @@ impl Config {
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    /// Keys a running process cannot change (table sizes, thread counts,
+    /// ports): a reload that changes them keeps the running values and
+    /// says which.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut chk = |k: &'static str, changed: bool| {
+            if changed {
+                v.push(k)
+            }
+        };
+        chk("engine.shards", self.engine.shards != new.engine.shards);
+        chk("tables", self.tables != new.tables);
+        chk("block.capacity", self.block.capacity != new.block.capacity);
+        chk(
+            "signatures.flows",
+            self.signatures.flows != new.signatures.flows,
+        );
+        chk("live", self.live != new.live);
+        chk("metrics", self.metrics != new.metrics);
+        chk("output.sqlite", self.output.sqlite != new.output.sqlite);
+        v
+    }
+
+    /// `new` with the restart-only keys of `self`.
+    pub fn reloadable_from(&self, new: &Config) -> Config {
+        let mut c = new.clone();
+        c.engine.shards = self.engine.shards;
+        c.tables = self.tables.clone();
+        c.block.capacity = self.block.capacity;
+        c.signatures.flows = self.signatures.flows;
+        c.live = self.live.clone();
+        c.metrics = self.metrics.clone();
+        c.output.sqlite = self.output.sqlite.clone();
+        c
     }
 
     pub fn default_path() -> &'static Path {

@@ -176,6 +176,29 @@ impl ShardEngine {
         Ok(())
     }
 
+    /// Swaps in a new configuration (hot reload) between packets: new
+    /// thresholds, windows, mode, TTL and allowlist apply to the next
+    /// packet; detector, block and flow state are kept. Table capacities
+    /// are fixed at start (see `Config::reloadable_from`).
+    pub fn set_config(&mut self, cfg: Arc<Config>) {
+        let sg = &cfg.signatures;
+        self.ttl_ns = cfg.block.ttl.as_nanos() as u64;
+        self.limits = Limits {
+            max_request: sg.max_request,
+            body_limit: sg.body_limit,
+            max_ooo_segments: sg.max_ooo_segments,
+        };
+        self.cfg = cfg;
+    }
+
+    /// Both of the above, as a reload does.
+    pub fn reload(&mut self, cfg: Arc<Config>, rules: Arc<Ruleset>) {
+        self.set_config(cfg);
+        if let Err(e) = self.set_rules(rules) {
+            tracing::error!("rule reload failed in a shard, keeping the old rules: {e}");
+        }
+    }
+
     /// Decides one frame.
     pub fn process(&mut self, f: &RawFrame) -> Verdict {
         self.stats.packets += 1;

@@ -13,6 +13,8 @@ pub mod config;
 pub mod detect;
 pub mod engine;
 pub mod http;
+pub mod live;
+pub mod metrics;
 pub mod output;
 pub mod packet;
 pub mod pipeline;

@@ -59,6 +59,17 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Live(args) => {
+            let sources = args.sources()?;
+            let cfg = config::Config::load(&sources)?;
+            let report = flowgate::live::run(cfg, flowgate::live::LiveOptions { sources })?;
+            emit(&report.render());
+            if let Some(e) = &report.sink.write_error {
+                eprintln!("flowgate: error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config { command } => match command {
             ConfigCommand::Check(a) => {
                 let cfg = config::Config::load(&a.sources()?)?;

@@ -79,6 +79,27 @@ impl Recorder {
         }
     }
 
+    /// Writes buffered alert lines through to the file.
+    pub fn flush_alerts(&mut self) -> Result<(), String> {
+        if let Some((path, w)) = self.alerts.as_mut() {
+            w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Reopens the alert log by path (after logrotate moved it away); a
+    /// failure keeps writing to the old file.
+    pub fn reopen_alerts(&mut self) -> Result<(), String> {
+        self.flush_alerts()?;
+        if let Some((path, w)) = self.alerts.as_mut() {
+            let f = open_append(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            *w = BufWriter::with_capacity(1 << 16, f);
+            // A write error was about the old file.
+            self.error = None;
+        }
+        Ok(())
+    }
+
     /// Top `n` offenders by packets decided against them.
     pub fn top_offenders(&self, n: usize) -> Vec<Offender> {
         let mut v: Vec<Offender> = self.offenders.values().cloned().collect();

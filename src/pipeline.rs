@@ -59,8 +59,9 @@ impl Batch {
 
 enum ToShard {
     Batch(Batch),
-    /// A new rule set (reload): applied between batches, state kept.
-    Rules(Arc<Ruleset>),
+    /// A new configuration and rule set (reload): applied between
+    /// batches, state kept.
+    Reload(Arc<Config>, Arc<Ruleset>),
     /// Input ended at this packet time: close open episodes and stop.
     Finish(Ts),
 }
@@ -179,14 +180,14 @@ impl<C: Collector> Pipeline<C> {
         let _ = self.to_shard[shard].send(ToShard::Batch(full));
     }
 
-    /// Hands every shard a new rule set. Packets already queued are decided
-    /// with the old one; later ones with the new one.
-    pub fn reload(&mut self, rules: Arc<Ruleset>) {
+    /// Hands every shard a new configuration and rule set. Packets already
+    /// queued are decided with the old ones; later ones with the new ones.
+    pub fn reload(&mut self, cfg: Arc<Config>, rules: Arc<Ruleset>) {
         for s in 0..self.shards {
             if !self.filling[s].frames.is_empty() {
                 self.flush(s);
             }
-            let _ = self.to_shard[s].send(ToShard::Rules(rules.clone()));
+            let _ = self.to_shard[s].send(ToShard::Reload(cfg.clone(), rules.clone()));
         }
     }
 
@@ -243,11 +244,7 @@ fn run_shard(
                 b.clear();
                 let _ = pool.try_send(b);
             }
-            ToShard::Rules(r) => {
-                if let Err(e) = engine.set_rules(r) {
-                    tracing::error!("rule reload failed in a shard, keeping the old rules: {e}");
-                }
-            }
+            ToShard::Reload(c, r) => engine.reload(c, r),
             ToShard::Finish(end) => {
                 engine.finish(end);
                 let _ = out.send(ShardOutput {

@@ -79,14 +79,44 @@ pub struct AttachOptions<'a> {
     pub allowlist: &'a [IpNet],
 }
 
+/// Capabilities loading XDP and binding AF_XDP sockets needs that this
+/// process lacks (from /proc/self/status `CapEff`). CAP_BPF may be
+/// replaced by CAP_SYS_ADMIN on kernels before 5.8.
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has = |bit: u32| eff & (1u64 << bit) != 0;
+    let mut m = Vec::new();
+    if !has(12) {
+        m.push("CAP_NET_ADMIN");
+    }
+    if !has(13) {
+        m.push("CAP_NET_RAW");
+    }
+    if !has(39) && !has(21) {
+        m.push("CAP_BPF (or CAP_SYS_ADMIN)");
+    }
+    if !has(14) && !has(24) {
+        m.push("CAP_IPC_LOCK or CAP_SYS_RESOURCE (locked memory for maps and UMEM)");
+    }
+    m
+}
+
 /// Explains a missing privilege or kernel feature in terms of what to do.
 fn preflight(pin_dir: &Path) -> Result<(), XdpError> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(XdpError::Setup(
-            "loading XDP needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_RESOURCE: run as root or grant them \
-             (the systemd unit in deploy/ does)"
-                .into(),
-        ));
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        return Err(XdpError::Setup(format!(
+            "missing capabilities {}: run as root or grant them (the systemd unit in deploy/ does: \
+             AmbientCapabilities=CAP_NET_ADMIN CAP_BPF CAP_PERFMON CAP_NET_RAW CAP_IPC_LOCK CAP_SYS_RESOURCE)",
+            missing.join(", ")
+        )));
     }
     let base = pin_dir.parent().unwrap_or(pin_dir);
     let is_bpffs = nix::sys::statfs::statfs(base)
@@ -365,4 +395,77 @@ pub fn attached(pin_dir: &Path) -> Vec<String> {
             v
         })
         .unwrap_or_default()
+}
+
+/// Gap between the two ports' slots in `xsks_map`: ingress queues use keys
+/// `0..QUEUE_STRIDE`, egress `QUEUE_STRIDE..2 * QUEUE_STRIDE` (the map
+/// holds 64).
+pub const QUEUE_STRIDE: u32 = 32;
+
+/// Where `flowgate live` registers its AF_XDP sockets with the program.
+pub struct XskRegistry {
+    xsks: aya::maps::XskMap<MapData>,
+    offsets: BpfHashMap<MapData, u32, u32>,
+}
+
+impl XskRegistry {
+    pub fn open(pin_dir: &Path) -> Result<XskRegistry, XdpError> {
+        Ok(XskRegistry {
+            xsks: aya::maps::XskMap::try_from(Map::XskMap(pinned(pin_dir, "xsks_map")?))
+                .map_err(bpf("xsks_map"))?,
+            offsets: BpfHashMap::try_from(Map::HashMap(pinned(pin_dir, "ifindex_offset")?))
+                .map_err(bpf("ifindex_offset"))?,
+        })
+    }
+
+    /// Tells the program which slot range each port uses. `port` 0 is
+    /// ingress, 1 egress.
+    pub fn set_port(&mut self, iface: &str, port: u32) -> Result<(), XdpError> {
+        let idx = ifindex(iface)?;
+        self.offsets
+            .insert(idx, port * QUEUE_STRIDE, 0)
+            .map_err(bpf(format!("ifindex_offset insert for {iface}")))
+    }
+
+    /// Puts a bound socket at (port, queue). The kernel removes the entry
+    /// itself when the socket closes, so a crashed process leaves no stale
+    /// slot: the program falls back to the peer devmap.
+    pub fn insert(
+        &mut self,
+        port: u32,
+        queue: u32,
+        fd: impl std::os::fd::AsRawFd,
+    ) -> Result<(), XdpError> {
+        if queue >= QUEUE_STRIDE {
+            return Err(XdpError::Setup(format!(
+                "queue {queue}: at most {QUEUE_STRIDE} queues per port are supported"
+            )));
+        }
+        self.xsks
+            .set(port * QUEUE_STRIDE + queue, fd, 0)
+            .map_err(bpf(format!("xsks_map slot for port {port} queue {queue}")))
+    }
+
+    /// Removes a socket's slot (clean shutdown: the program falls back
+    /// before the sockets close).
+    pub fn remove(&mut self, port: u32, queue: u32) {
+        let _ = self.xsks.unset(port * QUEUE_STRIDE + queue);
+    }
+}
+
+/// RX queues of an interface (from sysfs), at least 1.
+pub fn rx_queues(iface: &str) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Fails with what to do when the process may not load XDP programs.
+pub fn check_privileges(pin_dir: &Path) -> Result<(), XdpError> {
+    preflight(pin_dir)
 }

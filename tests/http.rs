@@ -105,7 +105,7 @@ fn reload_swaps_rules_and_keeps_state() {
     let mut p = Pipeline::start(Arc::new(cfg.clone()), rules(&cfg), Mem::default(), true).unwrap();
     for (i, f) in frames.iter().enumerate() {
         if i == 2 {
-            p.reload(new_rules.clone());
+            p.reload(Arc::new(cfg2.clone()), new_rules.clone());
         }
         p.push(
             synth::EPOCH + i as u64 * synth::MS,

@@ -1,0 +1,469 @@
+//! `flowgate live`: the engine inline between two ports on AF_XDP.
+//!
+//! ```text
+//!            XDP program (kernel): blocklist → XDP_DROP
+//!                 │ XSKMAP[port, queue]          │ no socket: peer devmap (fail-open wire)
+//!                 ▼                              ▼
+//!  io-q (one per queue pair) ── descriptors ──► shard workers (ShardEngine)
+//!      ▲   TX on the peer port / recycle  ◄── verdicts ──┘      │ events
+//!                                                              ▼
+//!                              sink: alert log, SQLite, kernel blocklist insert
+//! ```
+//!
+//! `io.rs` owns the rings, `worker.rs` runs the same engine `analyze` runs,
+//! `sink.rs` writes decisions out. This file sets it up, handles signals
+//! (SIGHUP reload, SIGINT/SIGTERM stop) and tears it down.
+
+mod io;
+mod sink;
+mod worker;
+
+use crate::config::{Config, Sources, XdpAttachMode};
+use crate::engine::{ShardEngine, Stats};
+use crate::output::Recorder;
+use crate::packet::Ts;
+use crate::rules::Ruleset;
+use crate::xdp::{self, XskRegistry};
+use crossbeam_channel::bounded;
+use io::{IoThread, Port};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use sink::{Sink, SinkReport, ToSink};
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use worker::{ToShard, Worker};
+use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::{Socket, Umem};
+
+/// State the threads share read-only (plus the exit totals).
+pub struct Shared {
+    /// One UMEM per queue pair, indexed by I/O thread.
+    pub umems: Vec<Umem>,
+    pub totals: Mutex<Stats>,
+}
+
+/// Live packet time: the wall clock at RX, in ns since the epoch (the
+/// timestamps a capture of the same traffic would carry).
+pub fn wall_ns() -> Ts {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as Ts)
+        .unwrap_or(0)
+}
+
+/// What a run did, printed when it stops.
+#[derive(Debug)]
+pub struct LiveReport {
+    pub stats: Stats,
+    pub sink: SinkReport,
+    pub reloads: u64,
+    pub seconds: f64,
+}
+
+impl LiveReport {
+    pub fn render(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "flowgate live stopped after {:.1}s: {} packets ({} allowed, {} dropped in userspace), \
+             {} alerts, {} kernel blocklist inserts, {} reloads\n",
+            self.seconds,
+            s.packets,
+            s.allowed,
+            s.dropped,
+            self.sink.alerts,
+            self.sink.kernel_blocks,
+            self.reloads
+        )
+    }
+}
+
+/// Everything `run` needs; `sources` is kept to re-read the config on SIGHUP.
+pub struct LiveOptions {
+    pub sources: Sources,
+}
+
+fn setup_err(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::anyhow!(msg.into())
+}
+
+/// Checks what live mode needs before touching anything.
+fn preflight(cfg: &Config) -> anyhow::Result<usize> {
+    let l = &cfg.live;
+    if l.ingress.is_empty() || l.egress.is_empty() {
+        return Err(setup_err(
+            "live needs both ports: --ingress IF --egress IF (or live.ingress / live.egress in the config)",
+        ));
+    }
+    if l.ingress == l.egress {
+        return Err(setup_err(format!(
+            "--ingress and --egress are both {}: an inline pair needs two interfaces",
+            l.ingress
+        )));
+    }
+    xdp::check_privileges(&l.pin_dir)?;
+    for iface in [&l.ingress, &l.egress] {
+        nix::net::if_::if_nametoindex(iface.as_str()).map_err(|e| {
+            setup_err(format!(
+                "interface {iface}: {e} (does it exist in this network namespace?)"
+            ))
+        })?;
+    }
+    let (qi, qe) = (xdp::rx_queues(&l.ingress), xdp::rx_queues(&l.egress));
+    if qi != qe {
+        return Err(setup_err(format!(
+            "{} has {qi} RX queues and {} has {qe}: give both the same count \
+             (`ethtool -L IF combined N`), one I/O thread serves queue q of both",
+            l.ingress, l.egress
+        )));
+    }
+    if qi as u32 > xdp::QUEUE_STRIDE {
+        return Err(setup_err(format!(
+            "{} has {qi} RX queues; at most {} are supported",
+            l.ingress,
+            xdp::QUEUE_STRIDE
+        )));
+    }
+    Ok(qi)
+}
+
+/// One queue pair: a UMEM shared by the sockets on queue `q` of both ports.
+fn open_queue(
+    cfg: &Config,
+    q: u32,
+    reg: &mut XskRegistry,
+) -> anyhow::Result<(Umem, [Port; 2], Vec<xsk_rs::FrameDesc>)> {
+    let l = &cfg.live;
+    let ring =
+        QueueSize::new(l.ring_size).map_err(|e| setup_err(format!("live.ring_size: {e}")))?;
+    let umem_cfg = UmemConfig::builder()
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .build()
+        .map_err(|e| setup_err(format!("UMEM config: {e}")))?;
+    let frames = NonZeroU32::new(l.frames_per_queue)
+        .ok_or_else(|| setup_err("live.frames_per_queue is 0"))?;
+    let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|e| {
+        setup_err(format!(
+            "UMEM of {} frames for queue {q}: {e} (locked memory: raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)",
+            l.frames_per_queue
+        ))
+    })?;
+    let sock_cfg = SocketConfig::builder()
+        .rx_queue_size(ring)
+        .tx_queue_size(ring)
+        // Our own program redirects into our own XSKMAP.
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let mut ports = Vec::with_capacity(2);
+    for (port, iface) in [&l.ingress, &l.egress].into_iter().enumerate() {
+        let name: Interface = iface
+            .parse()
+            .map_err(|e| setup_err(format!("interface name {iface}: {e}")))?;
+        // SAFETY: each (interface, queue) pair is bound once per UMEM and
+        // INHIBIT_PROG_LOAD is set, as xsk-rs requires for shared UMEMs.
+        let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &name, q) }.map_err(|e| {
+            setup_err(format!(
+                "AF_XDP socket on {iface} queue {q}: {e} (needs a kernel with CONFIG_XDP_SOCKETS; \
+                 is another AF_XDP program bound to this queue?)"
+            ))
+        })?;
+        let (fq, cq) = fq_cq
+            .ok_or_else(|| setup_err(format!("{iface} queue {q}: no fill/completion ring")))?;
+        reg.insert(port as u32, q, rx.fd().as_raw_fd())?;
+        ports.push(Port::new(iface, q, tx, rx, fq, cq));
+    }
+    let ports: [Port; 2] = ports
+        .try_into()
+        .map_err(|_| setup_err("expected two ports"))?;
+    Ok((umem, ports, descs))
+}
+
+fn pin_to(core: Option<core_affinity::CoreId>) {
+    if let Some(c) = core {
+        if !core_affinity::set_for_current(c) {
+            tracing::debug!("could not pin thread to core {}", c.id);
+        }
+    }
+}
+
+/// Runs until SIGINT/SIGTERM. Config comes from `opts.sources`.
+pub fn run(cfg: Config, opts: LiveOptions) -> anyhow::Result<LiveReport> {
+    let queues = preflight(&cfg)?;
+    let started = Instant::now();
+    let l = cfg.live.clone();
+    let rules = Arc::new(Ruleset::load(&cfg.signatures).map_err(anyhow::Error::msg)?);
+    for r in &rules.rejected {
+        tracing::warn!("rule skipped: {r}");
+    }
+
+    // Signals first: a SIGTERM during setup must still tear down.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+        nix::sys::resource::RLIM_INFINITY,
+        nix::sys::resource::RLIM_INFINITY,
+    );
+    if cfg.metrics.enabled {
+        crate::metrics::install(cfg.metrics.listen, cfg.metrics.interval)
+            .map_err(anyhow::Error::msg)?;
+        tracing::info!("metrics on http://{}/metrics", cfg.metrics.listen);
+    }
+
+    xdp::attach(&xdp::AttachOptions {
+        ingress: &l.ingress,
+        egress: &l.egress,
+        pin_dir: &l.pin_dir,
+        fail_closed: l.fail_closed,
+        mode: match l.xdp_mode {
+            XdpAttachMode::Auto => None,
+            XdpAttachMode::Native => Some(aya::programs::XdpMode::Driver),
+            XdpAttachMode::Generic => Some(aya::programs::XdpMode::Skb),
+        },
+        blocklist_capacity: cfg.block.capacity as u32,
+        allowlist: &cfg.block.allowlist,
+    })?;
+    let result = run_attached(cfg, opts, rules, queues, &mut signals, started);
+    if l.detach_on_exit {
+        match xdp::detach(&l.pin_dir) {
+            Ok(d) => tracing::info!("XDP detached from {}", d.join(", ")),
+            Err(e) => tracing::error!("detaching XDP: {e}"),
+        }
+    } else {
+        tracing::info!(
+            "XDP program left attached as a {} wire (`flowgate xdp detach` removes it)",
+            if l.fail_closed {
+                "fail-closed"
+            } else {
+                "fail-open"
+            }
+        );
+    }
+    result
+}
+
+fn run_attached(
+    cfg: Config,
+    opts: LiveOptions,
+    rules: Arc<Ruleset>,
+    queues: usize,
+    signals: &mut signal_hook::iterator::Signals,
+    started: Instant,
+) -> anyhow::Result<LiveReport> {
+    let l = cfg.live.clone();
+    let shards = cfg.shards();
+    let publish_every = cfg.metrics.interval;
+    let mut reg = XskRegistry::open(&l.pin_dir)?;
+    reg.set_port(&l.ingress, 0)?;
+    reg.set_port(&l.egress, 1)?;
+
+    let mut umems = Vec::new();
+    let mut queue_ports = Vec::new();
+    for q in 0..queues as u32 {
+        let (umem, ports, descs) = open_queue(&cfg, q, &mut reg)?;
+        umems.push(umem);
+        queue_ports.push((ports, descs));
+    }
+    let shared = Arc::new(Shared {
+        umems,
+        totals: Mutex::new(Stats::default()),
+    });
+
+    let mut recorder = Recorder::new(Some(&cfg.output.alerts), None)?;
+    if let Some(db) = &cfg.output.sqlite {
+        recorder.audit = Some(crate::audit::AuditSink::start(db).map_err(anyhow::Error::msg)?);
+    }
+    let (sink_tx, sink_rx) = bounded::<ToSink>(1024);
+    let sink = Sink {
+        recorder,
+        blocklist: Some(xdp::Blocklist::open(&l.pin_dir)?),
+        pin_dir: l.pin_dir.clone(),
+        rx: sink_rx,
+        publish_every,
+        metrics: cfg.metrics.enabled,
+    };
+    let sink_thread = std::thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || sink.run())?;
+
+    // Cores: I/O threads first, shards after, wrapping around.
+    let cores = if l.pin_threads {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let core = |i: usize| (!cores.is_empty()).then(|| cores[i % cores.len()]);
+
+    let cfg = Arc::new(cfg);
+    let (events_tx, events_rx) = bounded::<Vec<crate::alert::Event>>(1024);
+    // Forward shard events to the sink (one hop keeps ToSink private).
+    let fwd_sink = sink_tx.clone();
+    let forwarder = std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            for ev in events_rx {
+                if fwd_sink.send(ToSink::Events(ev)).is_err() {
+                    break;
+                }
+            }
+        })?;
+
+    let mut to_shard = Vec::new();
+    let mut shard_rx = Vec::new();
+    for _ in 0..shards {
+        let (tx, rx) = bounded::<ToShard>(cfg.engine.queue_batches * queues.max(1));
+        to_shard.push(tx);
+        shard_rx.push(rx);
+    }
+    let mut back_tx = Vec::new();
+    let mut back_rx = Vec::new();
+    for _ in 0..queues {
+        // Never full: at most one batch per shard per RX round is out, and
+        // the I/O thread stops receiving while any is refused.
+        let (tx, rx) =
+            bounded::<worker::Batch>(shards * (cfg.engine.queue_batches * queues.max(1) + 2));
+        back_tx.push(tx);
+        back_rx.push(rx);
+    }
+
+    let mut workers = Vec::new();
+    for (id, rx) in shard_rx.into_iter().enumerate() {
+        let w = Worker {
+            id,
+            engine: ShardEngine::new(cfg.clone(), rules.clone()).map_err(anyhow::Error::msg)?,
+            rx,
+            back: back_tx.clone(),
+            events: events_tx.clone(),
+            shared: shared.clone(),
+            publish_every,
+            rules: rules.clone(),
+        };
+        let c = core(queues + id);
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("shard-{id}"))
+                .spawn(move || {
+                    pin_to(c);
+                    w.run()
+                })?,
+        );
+    }
+    drop(events_tx);
+    drop(back_tx);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut io_threads = Vec::new();
+    for (id, ((ports, descs), back)) in queue_ports.into_iter().zip(back_rx).enumerate() {
+        let t = IoThread {
+            id,
+            queue: id as u32,
+            ports,
+            free: descs,
+            to_shard: to_shard.clone(),
+            back,
+            stop: stop.clone(),
+            batch_size: cfg.engine.batch_size,
+            publish_every,
+            shared: shared.clone(),
+        };
+        let c = core(id);
+        io_threads.push(
+            std::thread::Builder::new()
+                .name(format!("io-{id}"))
+                .spawn(move || {
+                    pin_to(c);
+                    t.run()
+                })?,
+        );
+    }
+    tracing::info!(
+        "inline between {} and {}: {queues} queue pair(s), {shards} shard(s), mode {:?}",
+        l.ingress,
+        l.egress,
+        cfg.engine.mode
+    );
+    crate::metrics::reload(true, 0);
+
+    // Control loop: the only place config changes.
+    let mut current = cfg.clone();
+    let mut generation = 0u64;
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => {
+                match reload(&current, &opts.sources) {
+                    Ok((new_cfg, new_rules)) => {
+                        for tx in &to_shard {
+                            let _ = tx.send(ToShard::Reload(new_cfg.clone(), new_rules.clone()));
+                        }
+                        current = new_cfg;
+                        generation += 1;
+                        crate::metrics::reload(true, generation);
+                        tracing::info!("reloaded: generation {generation}");
+                    }
+                    Err(e) => {
+                        crate::metrics::reload(false, generation);
+                        tracing::error!("reload refused, the running configuration stays: {e}");
+                    }
+                }
+                let _ = sink_tx.send(ToSink::Reopen);
+            }
+            _ => {
+                tracing::info!("signal {sig}: stopping");
+                break;
+            }
+        }
+    }
+
+    // Stop receiving, let every batch come back and be forwarded.
+    stop.store(true, Ordering::Relaxed);
+    for t in io_threads {
+        let _ = t.join();
+    }
+    // Sockets are closed now: the kernel emptied their XSKMAP slots and the
+    // program forwards (or drops, fail-closed) on its own.
+    let end = wall_ns();
+    for tx in &to_shard {
+        let _ = tx.send(ToShard::Finish(end));
+    }
+    drop(to_shard);
+    for w in workers {
+        let _ = w.join();
+    }
+    let _ = forwarder.join();
+    drop(sink_tx);
+    let sink_report = sink_thread
+        .join()
+        .map_err(|_| setup_err("sink thread panicked"))?;
+    let stats = shared.totals.lock().map(|t| t.clone()).unwrap_or_default();
+    Ok(LiveReport {
+        stats,
+        sink: sink_report,
+        reloads: generation,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Re-reads config and rules off the packet path. Keys that need a
+/// restart keep their running values (and are named).
+fn reload(current: &Config, sources: &Sources) -> Result<(Arc<Config>, Arc<Ruleset>), String> {
+    let fresh = Config::load(sources).map_err(|e| e.to_string())?;
+    let fixed = current.restart_only_changes(&fresh);
+    if !fixed.is_empty() {
+        tracing::warn!(
+            "reload: {} changed; these need a restart, keeping the running values",
+            fixed.join(", ")
+        );
+    }
+    let cfg = current.reloadable_from(&fresh);
+    let rules = Ruleset::load(&cfg.signatures)?;
+    if cfg.signatures.strict && !rules.rejected.is_empty() {
+        return Err(format!(
+            "{} rule(s) did not load and signatures.strict is set",
+            rules.rejected.len()
+        ));
+    }
+    Ok((Arc::new(cfg), Arc::new(rules)))
+}

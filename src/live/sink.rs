@@ -1,0 +1,124 @@
+//! Where live decisions leave the process: the alert log (and SQLite), the
+//! kernel blocklist, and the gauges that are not per shard (XDP counters,
+//! top offenders, kernel blocklist size).
+
+use crate::alert::Event;
+use crate::output::Recorder;
+use crate::pipeline::{Collector, ShardOutput};
+use crate::xdp::Blocklist;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub enum ToSink {
+    Events(Vec<Event>),
+    /// SIGHUP: reopen the alert log (logrotate moved it).
+    Reopen,
+}
+
+pub struct Sink {
+    pub recorder: Recorder,
+    pub blocklist: Option<Blocklist>,
+    pub pin_dir: PathBuf,
+    pub rx: Receiver<ToSink>,
+    pub publish_every: Duration,
+    pub metrics: bool,
+}
+
+/// What the sink did, for the exit summary.
+#[derive(Default, Debug)]
+pub struct SinkReport {
+    pub alerts: u64,
+    pub kernel_blocks: u64,
+    pub kernel_block_errors: u64,
+    pub write_error: Option<String>,
+}
+
+impl Sink {
+    pub fn run(mut self) -> SinkReport {
+        let mut rep = SinkReport::default();
+        let mut last = Instant::now();
+        loop {
+            match self.rx.recv_timeout(self.publish_every) {
+                Ok(ToSink::Events(events)) => {
+                    for ev in &events {
+                        if let Event::Alert(a) = ev {
+                            if let (true, Some(until)) = (a.blocked, a.block_until) {
+                                self.block(a.src, until, &mut rep);
+                            }
+                        }
+                    }
+                    self.recorder.collect(ShardOutput {
+                        events,
+                        verdicts: Vec::new(),
+                    });
+                    // Operators tail the log: write through per delivery.
+                    if let Err(e) = self.recorder.flush_alerts() {
+                        rep.write_error.get_or_insert(e);
+                    }
+                }
+                Ok(ToSink::Reopen) => match self.recorder.reopen_alerts() {
+                    Ok(()) => tracing::info!("alert log reopened"),
+                    Err(e) => tracing::error!("reopening the alert log: {e}"),
+                },
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.metrics && last.elapsed() >= self.publish_every {
+                last = Instant::now();
+                self.publish();
+            }
+        }
+        if self.metrics {
+            self.publish();
+        }
+        rep.alerts = self.recorder.alerts_written;
+        if let Err(e) = self.recorder.flush() {
+            rep.write_error.get_or_insert(e);
+        }
+        rep
+    }
+
+    /// Mirrors a shard's block into the kernel so the driver drops the
+    /// source's later packets. The shard keeps dropping it too (its own
+    /// mirror) for the frames already in flight.
+    fn block(&mut self, src: std::net::IpAddr, until: crate::packet::Ts, rep: &mut SinkReport) {
+        let Some(bl) = self.blocklist.as_mut() else {
+            return;
+        };
+        // Live packet time is the wall clock at RX; the kernel compares
+        // against CLOCK_MONOTONIC, so hand it the time left.
+        let left = Duration::from_nanos(until.saturating_sub(super::wall_ns()));
+        if left.is_zero() {
+            return;
+        }
+        match bl.block(src, left) {
+            Ok(()) => rep.kernel_blocks += 1,
+            Err(e) => {
+                rep.kernel_block_errors += 1;
+                if rep.kernel_block_errors == 1 {
+                    tracing::error!("kernel blocklist: {e} (the shard still drops the source)");
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        if let Ok(c) = crate::xdp::counters(&self.pin_dir) {
+            crate::metrics::xdp_counters(&c);
+        }
+        if let Some(bl) = &self.blocklist {
+            let (_, live) = bl.len();
+            metrics::gauge!("flowgate_kernel_blocklist_entries").set(live as f64);
+        }
+        crate::metrics::top_offenders(&self.recorder.top_offenders(crate::metrics::TOP_K));
+        if let Some(a) = &self.recorder.audit {
+            use std::sync::atomic::Ordering::Relaxed;
+            let st = &a.stats;
+            metrics::counter!("flowgate_audit_dropped_total", "why" => "queue_full")
+                .absolute(st.dropped.load(Relaxed));
+            metrics::counter!("flowgate_audit_dropped_total", "why" => "write_failed")
+                .absolute(st.failed.load(Relaxed));
+        }
+    }
+}

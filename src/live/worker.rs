@@ -1,0 +1,132 @@
+//! A live shard worker: the same `ShardEngine` as `analyze`, fed frame
+//! descriptors that point into the UMEM of the I/O thread that received
+//! them. The worker reads the frame in place (no copy), writes the verdict
+//! into the descriptor's slot and hands the batch back to its I/O thread.
+
+use super::Shared;
+use crate::alert::Event;
+use crate::config::Config;
+use crate::engine::{RawFrame, ShardEngine, Verdict};
+use crate::metrics::ShardPublisher;
+use crate::packet::{LinkType, Ts};
+use crate::rules::Ruleset;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xsk_rs::FrameDesc;
+
+/// One received frame on its way through a shard.
+#[derive(Clone, Copy)]
+pub struct Slot {
+    pub desc: FrameDesc,
+    /// Port it arrived on (0 ingress, 1 egress); it leaves by the other.
+    pub port: u8,
+    pub allow: bool,
+}
+
+/// Frames of one RX round for one shard, all from one I/O thread.
+pub struct Batch {
+    pub io: usize,
+    /// Receive time of the round (wall clock ns), the packets' time.
+    pub ts: Ts,
+    pub rx_at: Instant,
+    pub slots: Vec<Slot>,
+}
+
+pub enum ToShard {
+    Batch(Batch),
+    Reload(Arc<Config>, Arc<Ruleset>),
+    /// Close open episodes at this time and stop.
+    Finish(Ts),
+}
+
+pub struct Worker {
+    pub id: usize,
+    pub engine: ShardEngine,
+    pub rx: Receiver<ToShard>,
+    /// Back to each I/O thread, by `Batch::io`.
+    pub back: Vec<Sender<Batch>>,
+    pub events: Sender<Vec<Event>>,
+    pub shared: Arc<Shared>,
+    pub publish_every: Duration,
+    /// Rule names for metric labels.
+    pub rules: Arc<Ruleset>,
+}
+
+impl Worker {
+    pub fn run(mut self) {
+        let mut publisher = ShardPublisher::new(self.id);
+        publisher.set_rules(self.rules.clone());
+        let shard = self.id.to_string();
+        let mut idx = 0u64;
+        let mut last_publish = Instant::now();
+        loop {
+            let msg = match self.rx.recv_timeout(self.publish_every) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match msg {
+                Some(ToShard::Batch(mut b)) => {
+                    let started = Instant::now();
+                    let umem = &self.shared.umems[b.io];
+                    for s in b.slots.iter_mut() {
+                        idx += 1;
+                        // SAFETY: the descriptor came off this UMEM's RX ring
+                        // and stays owned by userspace until the I/O thread
+                        // puts it on a TX or fill ring, which it does only
+                        // after this batch comes back: nothing else reads or
+                        // writes the frame meanwhile.
+                        let data = unsafe { umem.data(&s.desc) };
+                        let data = data.contents();
+                        let v = self.engine.process(&RawFrame {
+                            idx,
+                            ts: b.ts,
+                            link: LinkType::Ethernet,
+                            data,
+                            wire_len: data.len() as u32,
+                        });
+                        s.allow = v == Verdict::Allow;
+                    }
+                    crate::metrics::shard_batch(&shard, started.elapsed());
+                    let io = b.io;
+                    // The I/O thread drains its return queue every loop and
+                    // never waits on us, so this cannot deadlock.
+                    if self.back[io].send(b).is_err() {
+                        break;
+                    }
+                    if self.engine.has_events() {
+                        let _ = self.events.send(self.engine.take_events());
+                    }
+                }
+                Some(ToShard::Reload(cfg, rules)) => {
+                    publisher.set_rules(rules.clone());
+                    self.engine.reload(cfg, rules);
+                }
+                Some(ToShard::Finish(end)) => {
+                    self.engine.finish(end);
+                    let _ = self.events.send(self.engine.take_events());
+                    break;
+                }
+                None => {}
+            }
+            if last_publish.elapsed() >= self.publish_every {
+                last_publish = Instant::now();
+                publisher.publish(
+                    &self.engine.stats(),
+                    self.engine.blocked_sources(),
+                    self.engine.tracked_sources(),
+                    self.engine.tracked_flows(),
+                );
+            }
+        }
+        publisher.publish(
+            &self.engine.stats(),
+            self.engine.blocked_sources(),
+            self.engine.tracked_sources(),
+            self.engine.tracked_flows(),
+        );
+        let mut total = self.shared.totals.lock().unwrap_or_else(|e| e.into_inner());
+        total.add(&self.engine.stats());
+    }
+}

@@ -1,0 +1,299 @@
+//! Prometheus metrics. The packet path never touches the registry: each
+//! shard and I/O thread counts into plain local fields and publishes the
+//! difference since its last publish every `metrics.interval`, so a metric
+//! update costs nothing per packet. No label takes unbounded values: labels
+//! are shard, interface, queue, rule, kind, table, action, and the top-K
+//! offender gauge (at most `TOP_K` series at a time).
+
+use crate::engine::Stats;
+use crate::rules::Ruleset;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_util::MetricKindMask;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Offenders exported as `flowgate_top_offender_packets` series.
+pub const TOP_K: usize = 10;
+
+/// Histogram buckets, in seconds: 1 µs to 1 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2,
+    0.25, 1.0,
+];
+
+/// Starts the `/metrics` HTTP listener (its own thread) and installs the
+/// global recorder.
+pub fn install(listen: SocketAddr, interval: Duration) -> Result<(), String> {
+    PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+        .map_err(|e| e.to_string())?
+        // A top-K offender that left the top K stops being reported.
+        .idle_timeout(
+            MetricKindMask::GAUGE,
+            Some(interval * 6 + Duration::from_secs(5)),
+        )
+        .install()
+        .map_err(|e| format!("metrics listener on {listen}: {e}"))?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "flowgate_packets_total",
+        "Packets decided by a shard (after the kernel blocklist)"
+    );
+    describe_counter!(
+        "flowgate_bytes_total",
+        Unit::Bytes,
+        "Bytes decided by a shard"
+    );
+    describe_counter!(
+        "flowgate_packets_allowed_total",
+        "Packets allowed (forwarded)"
+    );
+    describe_counter!(
+        "flowgate_packets_dropped_total",
+        "Packets dropped in userspace, by the rule that decided (in detect mode: would drop)"
+    );
+    describe_counter!(
+        "flowgate_bytes_dropped_total",
+        Unit::Bytes,
+        "Bytes dropped in userspace, by rule"
+    );
+    describe_counter!(
+        "flowgate_alerts_total",
+        "Alerts (block episodes started), by rule"
+    );
+    describe_counter!(
+        "flowgate_malformed_packets_total",
+        "Frames that failed to decode, by kind"
+    );
+    describe_counter!(
+        "flowgate_table_evictions_total",
+        "Entries evicted from a full state table"
+    );
+    describe_gauge!(
+        "flowgate_table_entries",
+        "Entries held in a shard's state table"
+    );
+    describe_gauge!(
+        "flowgate_blocked_sources",
+        "Sources a shard currently blocks"
+    );
+    describe_histogram!(
+        "flowgate_shard_batch_seconds",
+        Unit::Seconds,
+        "Time a shard takes to decide one batch"
+    );
+    describe_histogram!(
+        "flowgate_verdict_latency_seconds",
+        Unit::Seconds,
+        "From RX to verdict back at the I/O thread, per batch"
+    );
+    describe_counter!(
+        "flowgate_rx_packets_total",
+        "Frames received on an AF_XDP socket"
+    );
+    describe_counter!(
+        "flowgate_rx_bytes_total",
+        Unit::Bytes,
+        "Bytes received on an AF_XDP socket"
+    );
+    describe_counter!(
+        "flowgate_tx_packets_total",
+        "Frames transmitted (forwarded) on an AF_XDP socket"
+    );
+    describe_counter!(
+        "flowgate_queue_full_total",
+        "Times a shard queue was full and the I/O thread had to wait"
+    );
+    describe_counter!(
+        "flowgate_xsk_rx_dropped_total",
+        "Frames the kernel dropped for an AF_XDP socket (RX ring or fill ring empty)"
+    );
+    describe_counter!(
+        "flowgate_xdp_packets_total",
+        "The XDP program's per-CPU counters, summed over CPUs, by action"
+    );
+    describe_gauge!(
+        "flowgate_kernel_blocklist_entries",
+        "Unexpired entries in the kernel blocklist"
+    );
+    describe_gauge!(
+        "flowgate_reload_generation",
+        "Configuration generation (0 at start, +1 per successful reload)"
+    );
+    describe_counter!("flowgate_reloads_total", "Reload attempts, by result");
+    describe_gauge!(
+        "flowgate_top_offender_packets",
+        "Packets decided against the top offenders (rank 1..10) since start"
+    );
+    describe_counter!(
+        "flowgate_audit_dropped_total",
+        "Audit records not written to SQLite (busy or full)"
+    );
+}
+
+/// Publishes one shard's counters as deltas against the last publish.
+pub struct ShardPublisher {
+    shard: String,
+    last: Stats,
+    rules: Option<Arc<Ruleset>>,
+}
+
+impl ShardPublisher {
+    pub fn new(shard: usize) -> ShardPublisher {
+        ShardPublisher {
+            shard: shard.to_string(),
+            last: Stats::default(),
+            rules: None,
+        }
+    }
+
+    /// Rule names for the `name` label (refreshed on reload).
+    pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
+        self.rules = Some(rules);
+    }
+
+    pub fn publish(&mut self, now: &Stats, blocked: usize, sources: usize, flows: usize) {
+        let sh = self.shard.clone();
+        let l = &self.last;
+        let inc = |name: &'static str, cur: u64, old: u64| {
+            if cur > old {
+                counter!(name, "shard" => sh.clone()).increment(cur - old);
+            }
+        };
+        inc("flowgate_packets_total", now.packets, l.packets);
+        inc("flowgate_bytes_total", now.bytes, l.bytes);
+        inc("flowgate_packets_allowed_total", now.allowed, l.allowed);
+        for (kind, &n) in &now.malformed {
+            let old = l.malformed.get(kind).copied().unwrap_or(0);
+            if n > old {
+                counter!("flowgate_malformed_packets_total", "shard" => sh.clone(), "kind" => *kind)
+                    .increment(n - old);
+            }
+        }
+        for (&rule, c) in &now.rules {
+            let old = l.rules.get(&rule).cloned().unwrap_or_default();
+            let name = self
+                .rules
+                .as_ref()
+                .and_then(|r| r.book.get(rule))
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            let labels = [
+                ("shard", sh.clone()),
+                ("rule", rule.to_string()),
+                ("name", name),
+            ];
+            if c.packets > old.packets {
+                counter!("flowgate_packets_dropped_total", &labels)
+                    .increment(c.packets - old.packets);
+                counter!("flowgate_bytes_dropped_total", &labels).increment(c.bytes - old.bytes);
+            }
+            if c.episodes > old.episodes {
+                counter!("flowgate_alerts_total", &labels).increment(c.episodes - old.episodes);
+            }
+        }
+        for (table, t, o) in [
+            ("sources", &now.sources_table, &l.sources_table),
+            ("blocklist", &now.blocklist_table, &l.blocklist_table),
+            ("flows", &now.flows_table, &l.flows_table),
+        ] {
+            if t.evictions > o.evictions {
+                counter!("flowgate_table_evictions_total", "shard" => sh.clone(), "table" => table)
+                    .increment(t.evictions - o.evictions);
+            }
+        }
+        gauge!("flowgate_table_entries", "shard" => sh.clone(), "table" => "sources")
+            .set(sources as f64);
+        gauge!("flowgate_table_entries", "shard" => sh.clone(), "table" => "blocklist")
+            .set(blocked as f64);
+        gauge!("flowgate_table_entries", "shard" => sh.clone(), "table" => "flows")
+            .set(flows as f64);
+        gauge!("flowgate_blocked_sources", "shard" => sh).set(blocked as f64);
+        self.last = now.clone();
+    }
+}
+
+pub fn shard_batch(shard: &str, d: Duration) {
+    histogram!("flowgate_shard_batch_seconds", "shard" => shard.to_string())
+        .record(d.as_secs_f64());
+}
+
+/// Exports the XDP program's counters (absolute values).
+pub fn xdp_counters(c: &[u64; 8]) {
+    for (name, v) in crate::xdp::COUNTER_NAMES.iter().zip(c) {
+        counter!("flowgate_xdp_packets_total", "action" => *name).absolute(*v);
+    }
+}
+
+/// Top offenders by packets decided against them.
+pub fn top_offenders(top: &[crate::output::Offender]) {
+    for (i, o) in top.iter().take(TOP_K).enumerate() {
+        gauge!("flowgate_top_offender_packets", "rank" => (i + 1).to_string(), "src" => o.src.clone())
+            .set(o.packets as f64);
+    }
+}
+
+/// Per (interface, queue) counts of one I/O thread, published as deltas.
+#[derive(Default, Clone)]
+pub struct PortCounts {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub queue_full: u64,
+    pub xsk_rx_dropped: u64,
+}
+
+pub struct PortPublisher {
+    labels: [(&'static str, String); 2],
+    last: PortCounts,
+}
+
+impl PortPublisher {
+    pub fn new(iface: &str, queue: u32) -> PortPublisher {
+        PortPublisher {
+            labels: [
+                ("interface", iface.to_string()),
+                ("queue", queue.to_string()),
+            ],
+            last: PortCounts::default(),
+        }
+    }
+
+    pub fn publish(&mut self, now: &PortCounts) {
+        let l = &self.last;
+        let put = |name: &'static str, cur: u64, old: u64| {
+            if cur > old {
+                counter!(name, &self.labels).increment(cur - old);
+            }
+        };
+        put("flowgate_rx_packets_total", now.rx_packets, l.rx_packets);
+        put("flowgate_rx_bytes_total", now.rx_bytes, l.rx_bytes);
+        put("flowgate_tx_packets_total", now.tx_packets, l.tx_packets);
+        put("flowgate_queue_full_total", now.queue_full, l.queue_full);
+        put(
+            "flowgate_xsk_rx_dropped_total",
+            now.xsk_rx_dropped,
+            l.xsk_rx_dropped,
+        );
+        self.last = now.clone();
+    }
+}
+
+pub fn verdict_latency(queue: &str, d: Duration) {
+    histogram!("flowgate_verdict_latency_seconds", "queue" => queue.to_string())
+        .record(d.as_secs_f64());
+}
+
+/// Reload outcome.
+pub fn reload(ok: bool, generation: u64) {
+    counter!("flowgate_reloads_total", "result" => if ok { "ok" } else { "failed" }).increment(1);
+    gauge!("flowgate_reload_generation").set(generation as f64);
+}
