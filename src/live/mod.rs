@@ -42,6 +42,8 @@ pub struct Shared {
     /// One UMEM per queue pair, indexed by I/O thread.
     pub umems: Vec<Umem>,
     pub totals: Mutex<Stats>,
+    /// Configuration generation: 0 at start, +1 per successful reload.
+    pub generation: std::sync::atomic::AtomicU64,
 }
 
 /// Live packet time: the wall clock at RX, in ns since the epoch (the
@@ -270,6 +272,7 @@ fn run_attached(
     let shared = Arc::new(Shared {
         umems,
         totals: Mutex::new(Stats::default()),
+        generation: Default::default(),
     });
 
     let mut recorder = Recorder::new(Some(&cfg.output.alerts), None)?;
@@ -284,6 +287,7 @@ fn run_attached(
         rx: sink_rx,
         publish_every,
         metrics: cfg.metrics.enabled,
+        shared: shared.clone(),
     };
     let sink_thread = std::thread::Builder::new()
         .name("sink".into())
@@ -400,6 +404,7 @@ fn run_attached(
                         }
                         current = new_cfg;
                         generation += 1;
+                        shared.generation.store(generation, Ordering::Relaxed);
                         crate::metrics::reload(true, generation);
                         tracing::info!("reloaded: generation {generation}");
                     }

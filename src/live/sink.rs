@@ -23,6 +23,7 @@ pub struct Sink {
     pub rx: Receiver<ToSink>,
     pub publish_every: Duration,
     pub metrics: bool,
+    pub shared: std::sync::Arc<super::Shared>,
 }
 
 /// What the sink did, for the exit summary.
@@ -104,6 +105,12 @@ impl Sink {
     }
 
     fn publish(&mut self) {
+        // Re-set each round: idle gauges expire from the exporter.
+        let generation = self
+            .shared
+            .generation
+            .load(std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("flowgate_reload_generation").set(generation as f64);
         if let Ok(c) = crate::xdp::counters(&self.pin_dir) {
             crate::metrics::xdp_counters(&c);
         }
