@@ -31,6 +31,9 @@ pub enum Command {
     /// SIGINT/SIGTERM; SIGHUP reloads config and rules and reopens the
     /// alert log.
     Live(LiveArgs),
+    /// Transmit a PCAP onto an interface (AF_XDP TX) at recorded timing, a
+    /// speed multiple, a fixed rate or top speed; for testing gateways.
+    Replay(ReplayArgs),
     /// Validate or print configuration.
     Config {
         #[command(subcommand)]
@@ -230,6 +233,56 @@ pub struct AnalyzeArgs {
     /// Progress bar on stderr: auto (when stderr is a terminal), always, never.
     #[arg(long, default_value = "auto")]
     pub progress: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// Capture to send (PCAP or PCAPNG, Ethernet).
+    pub pcap: PathBuf,
+    /// Interface to transmit on.
+    #[arg(long)]
+    pub iface: String,
+    /// TX queue of the interface.
+    #[arg(long, default_value_t = 0)]
+    pub queue: u32,
+    /// Recorded timing divided by this factor (2 = twice as fast).
+    #[arg(long, default_value_t = 1.0, conflicts_with_all = ["topspeed", "pps"])]
+    pub speed: f64,
+    /// As fast as possible.
+    #[arg(long)]
+    pub topspeed: bool,
+    /// A fixed rate in packets per second.
+    #[arg(long, conflicts_with = "topspeed")]
+    pub pps: Option<u64>,
+    /// Stop after N packets.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Final report format on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub summary: SummaryFormat,
+    /// Progress bar on stderr: auto (when stderr is a terminal), always, never.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+}
+
+impl ReplayArgs {
+    pub fn pace(&self) -> crate::replay::Pace {
+        use crate::replay::Pace;
+        match (self.topspeed, self.pps) {
+            (true, _) => Pace::Top,
+            (false, Some(p)) => Pace::Pps(p),
+            (false, None) => Pace::Speed(self.speed),
+        }
+    }
+}
+
+/// `auto` | `always` | `never` → whether to draw a progress bar.
+pub fn want_progress(arg: &str) -> bool {
+    match arg {
+        "always" => true,
+        "never" => false,
+        _ => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    }
 }
 
 #[derive(Args, Debug, Clone)]

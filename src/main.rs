@@ -45,11 +45,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     verdicts: args.verdicts.as_deref(),
                     write_alerts: true,
                     write_allowed: args.write_allowed.as_deref(),
-                    progress: match args.progress.as_str() {
-                        "always" => true,
-                        "never" => false,
-                        _ => std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                    },
+                    progress: flowgate::cli::want_progress(&args.progress),
                 },
             )?;
             emit(&report.render(args.summary));
@@ -65,6 +61,28 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let report = flowgate::live::run(cfg, flowgate::live::LiveOptions { sources })?;
             emit(&report.render());
             if let Some(e) = &report.sink.write_error {
+                eprintln!("flowgate: error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            let rep = flowgate::replay::run(&flowgate::replay::Options {
+                pcap: &args.pcap,
+                iface: &args.iface,
+                queue: args.queue,
+                pace: args.pace(),
+                limit: args.limit,
+                progress: flowgate::cli::want_progress(&args.progress),
+            })?;
+            match args.summary {
+                flowgate::cli::SummaryFormat::Text => emit(&rep.render()),
+                flowgate::cli::SummaryFormat::Json => {
+                    emit(&(serde_json::to_string_pretty(&rep)? + "\n"))
+                }
+                flowgate::cli::SummaryFormat::None => {}
+            }
+            if let Some(e) = &rep.input_error {
                 eprintln!("flowgate: error: {e}");
                 return Ok(ExitCode::from(2));
             }

@@ -148,6 +148,24 @@ pub struct ShardPublisher {
 
 impl ShardPublisher {
     pub fn new(shard: usize) -> ShardPublisher {
+        // Series exist from the start, at 0, so rates and dashboards have
+        // data before the first malformed frame or eviction.
+        let sh = shard.to_string();
+        for name in [
+            "flowgate_packets_total",
+            "flowgate_bytes_total",
+            "flowgate_packets_allowed_total",
+        ] {
+            counter!(name, "shard" => sh.clone()).absolute(0);
+        }
+        for m in crate::packet::Malformed::ALL {
+            counter!("flowgate_malformed_packets_total", "shard" => sh.clone(), "kind" => m.name())
+                .absolute(0);
+        }
+        for table in ["sources", "blocklist", "flows"] {
+            counter!("flowgate_table_evictions_total", "shard" => sh.clone(), "table" => table)
+                .absolute(0);
+        }
         ShardPublisher {
             shard: shard.to_string(),
             last: Stats::default(),
@@ -258,11 +276,22 @@ pub struct PortPublisher {
 
 impl PortPublisher {
     pub fn new(iface: &str, queue: u32) -> PortPublisher {
+        let labels = [
+            ("interface", iface.to_string()),
+            ("queue", queue.to_string()),
+        ];
+        // At 0 from the start, so rates exist before the first event.
+        for name in [
+            "flowgate_rx_packets_total",
+            "flowgate_rx_bytes_total",
+            "flowgate_tx_packets_total",
+            "flowgate_queue_full_total",
+            "flowgate_xsk_rx_dropped_total",
+        ] {
+            counter!(name, &labels).absolute(0);
+        }
         PortPublisher {
-            labels: [
-                ("interface", iface.to_string()),
-                ("queue", queue.to_string()),
-            ],
+            labels,
             last: PortCounts::default(),
         }
     }
@@ -290,6 +319,14 @@ impl PortPublisher {
 pub fn verdict_latency(queue: &str, d: Duration) {
     histogram!("flowgate_verdict_latency_seconds", "queue" => queue.to_string())
         .record(d.as_secs_f64());
+}
+
+/// At start: generation 0, no reloads yet.
+pub fn started() {
+    gauge!("flowgate_reload_generation").set(0.0);
+    for result in ["ok", "failed"] {
+        counter!("flowgate_reloads_total", "result" => result).absolute(0);
+    }
 }
 
 /// Reload outcome.

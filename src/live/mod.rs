@@ -28,14 +28,12 @@ use crossbeam_channel::bounded;
 use io::{IoThread, Port};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use sink::{Sink, SinkReport, ToSink};
-use std::num::NonZeroU32;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use worker::{ToShard, Worker};
-use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
-use xsk_rs::{Socket, Umem};
+use xsk_rs::Umem;
 
 /// State the threads share read-only (plus the exit totals).
 pub struct Shared {
@@ -137,45 +135,12 @@ fn open_queue(
     reg: &mut XskRegistry,
 ) -> anyhow::Result<(Umem, [Port; 2], Vec<xsk_rs::FrameDesc>)> {
     let l = &cfg.live;
-    let ring =
-        QueueSize::new(l.ring_size).map_err(|e| setup_err(format!("live.ring_size: {e}")))?;
-    let umem_cfg = UmemConfig::builder()
-        .fill_queue_size(ring)
-        .comp_queue_size(ring)
-        .build()
-        .map_err(|e| setup_err(format!("UMEM config: {e}")))?;
-    let frames = NonZeroU32::new(l.frames_per_queue)
-        .ok_or_else(|| setup_err("live.frames_per_queue is 0"))?;
-    let (umem, descs) = Umem::new(umem_cfg, frames, false).map_err(|e| {
-        setup_err(format!(
-            "UMEM of {} frames for queue {q}: {e} (locked memory: raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)",
-            l.frames_per_queue
-        ))
-    })?;
-    let sock_cfg = SocketConfig::builder()
-        .rx_queue_size(ring)
-        .tx_queue_size(ring)
-        // Our own program redirects into our own XSKMAP.
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-        .build();
+    let (umem, descs) = crate::xsk::umem(l.frames_per_queue, l.ring_size)?;
     let mut ports = Vec::with_capacity(2);
     for (port, iface) in [&l.ingress, &l.egress].into_iter().enumerate() {
-        let name: Interface = iface
-            .parse()
-            .map_err(|e| setup_err(format!("interface name {iface}: {e}")))?;
-        // SAFETY: each (interface, queue) pair is bound once per UMEM and
-        // INHIBIT_PROG_LOAD is set, as xsk-rs requires for shared UMEMs.
-        let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &name, q) }.map_err(|e| {
-            setup_err(format!(
-                "AF_XDP socket on {iface} queue {q}: {e} (needs a kernel with CONFIG_XDP_SOCKETS; \
-                 is another AF_XDP program bound to this queue?)"
-            ))
-        })?;
-        let (fq, cq) = fq_cq
-            .ok_or_else(|| setup_err(format!("{iface} queue {q}: no fill/completion ring")))?;
-        reg.insert(port as u32, q, rx.fd().as_raw_fd())?;
-        ports.push(Port::new(iface, q, tx, rx, fq, cq));
+        let r = crate::xsk::bind(&umem, iface, q, l.ring_size)?;
+        reg.insert(port as u32, q, r.rx.fd().as_raw_fd())?;
+        ports.push(Port::new(iface, q, r.tx, r.rx, r.fq, r.cq));
     }
     let ports: [Port; 2] = ports
         .try_into()
@@ -204,11 +169,6 @@ pub fn run(cfg: Config, opts: LiveOptions) -> anyhow::Result<LiveReport> {
     // Signals first: a SIGTERM during setup must still tear down.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
 
-    let _ = nix::sys::resource::setrlimit(
-        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
-        nix::sys::resource::RLIM_INFINITY,
-        nix::sys::resource::RLIM_INFINITY,
-    );
     if cfg.metrics.enabled {
         crate::metrics::install(cfg.metrics.listen, cfg.metrics.interval)
             .map_err(anyhow::Error::msg)?;
@@ -389,7 +349,7 @@ fn run_attached(
         l.egress,
         cfg.engine.mode
     );
-    crate::metrics::reload(true, 0);
+    crate::metrics::started();
 
     // Control loop: the only place config changes.
     let mut current = cfg.clone();

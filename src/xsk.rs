@@ -1,0 +1,87 @@
+//! AF_XDP plumbing shared by `live` and `replay`: a UMEM and sockets bound
+//! on it with our settings, with errors that say what to do.
+
+use std::error::Error as _;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+/// A UMEM of `frames` default-sized (4 KiB) frames and rings of `ring`.
+pub fn umem(frames: u32, ring: u32) -> anyhow::Result<(Umem, Vec<FrameDesc>)> {
+    let _ = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+        nix::sys::resource::RLIM_INFINITY,
+        nix::sys::resource::RLIM_INFINITY,
+    );
+    let q = QueueSize::new(ring).map_err(|e| anyhow::anyhow!("ring size {ring}: {e}"))?;
+    let cfg = UmemConfig::builder()
+        .fill_queue_size(q)
+        .comp_queue_size(q)
+        .build()
+        .map_err(|e| anyhow::anyhow!("UMEM config: {e}"))?;
+    let n = NonZeroU32::new(frames).ok_or_else(|| anyhow::anyhow!("UMEM of 0 frames"))?;
+    Umem::new(cfg, n, false).map_err(|e| {
+        anyhow::anyhow!(
+            "UMEM of {frames} frames: {e}{} (locked memory: raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)",
+            cause(&e)
+        )
+    })
+}
+
+fn cause(e: &dyn std::error::Error) -> String {
+    e.source().map(|s| format!(": {s}")).unwrap_or_default()
+}
+
+/// The four rings of one bound socket.
+pub struct Rings {
+    pub tx: TxQueue,
+    pub rx: RxQueue,
+    pub fq: FillQueue,
+    pub cq: CompQueue,
+}
+
+/// Binds a socket on (iface, queue) over `umem`, in whatever mode the
+/// driver offers (zero-copy, else copy), with need_wakeup. No XDP program
+/// is loaded: flowgate's own program redirects into its own XSKMAP (live),
+/// and sending needs none (replay). A queue still held by a socket that is
+/// closing (a process that just exited) is retried for a moment.
+pub fn bind(umem: &Umem, iface: &str, queue: u32, ring: u32) -> anyhow::Result<Rings> {
+    let q = QueueSize::new(ring).map_err(|e| anyhow::anyhow!("ring size {ring}: {e}"))?;
+    let cfg = SocketConfig::builder()
+        .rx_queue_size(q)
+        .tx_queue_size(q)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+        .build();
+    let name: Interface = iface
+        .parse()
+        .map_err(|e| anyhow::anyhow!("interface name {iface}: {e}"))?;
+    let started = Instant::now();
+    loop {
+        // SAFETY: each (iface, queue) is bound once per UMEM by our callers
+        // and INHIBIT_PROG_LOAD is set, as xsk-rs requires for shared UMEMs.
+        match unsafe { Socket::new(cfg, umem, &name, queue) } {
+            Ok((tx, rx, Some((fq, cq)))) => return Ok(Rings { tx, rx, fq, cq }),
+            Ok((_, _, None)) => {
+                anyhow::bail!("{iface} queue {queue}: bound twice on one UMEM (no fill ring)")
+            }
+            Err(e) => {
+                let busy = e
+                    .source()
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .and_then(|s| s.raw_os_error())
+                    == Some(nix::libc::EBUSY);
+                if busy && started.elapsed() < Duration::from_secs(3) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                anyhow::bail!(
+                    "AF_XDP socket on {iface} queue {queue}: {e}{} (needs CONFIG_XDP_SOCKETS, \
+                     CAP_NET_RAW, and a queue no other AF_XDP socket holds)",
+                    cause(&e)
+                )
+            }
+        }
+    }
+}
