@@ -70,6 +70,9 @@ pub struct LiveConfig {
     /// a wire (fail-open, or dropping with fail_closed) so a restart does
     /// not cut the link; `flowgate xdp detach` removes it.
     pub detach_on_exit: bool,
+    /// `false` forwards every frame without looking at it: the bare AF_XDP
+    /// forwarding baseline for benchmarks. Never for production.
+    pub inspect: bool,
 }
 
 impl Default for LiveConfig {
@@ -84,6 +87,7 @@ impl Default for LiveConfig {
             ring_size: 2048,
             pin_threads: true,
             detach_on_exit: false,
+            inspect: true,
         }
     }
 }

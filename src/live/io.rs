@@ -75,6 +75,8 @@ pub struct IoThread {
     pub batch_size: usize,
     pub publish_every: Duration,
     pub shared: Arc<super::Shared>,
+    /// `false`: forward everything without a shard (benchmark baseline).
+    pub inspect: bool,
 }
 
 impl IoThread {
@@ -201,6 +203,13 @@ impl IoThread {
                     }
                     work = true;
                     p.counts.rx_packets += n as u64;
+                    if !self.inspect {
+                        for d in &scratch[..n] {
+                            p.counts.rx_bytes += d.lengths().data() as u64;
+                        }
+                        self.ports[1 - port].pending_tx.extend_from_slice(&scratch[..n]);
+                        continue;
+                    }
                     for d in &scratch[..n] {
                         p.counts.rx_bytes += d.lengths().data() as u64;
                         // SAFETY: just consumed from RX, owned by us.

@@ -332,6 +332,7 @@ fn run_attached(
             batch_size: cfg.engine.batch_size,
             publish_every,
             shared: shared.clone(),
+            inspect: l.inspect,
         };
         let c = core(id);
         io_threads.push(
@@ -342,6 +343,9 @@ fn run_attached(
                     t.run()
                 })?,
         );
+    }
+    if !l.inspect {
+        tracing::warn!("live.inspect = false: forwarding everything uninspected (benchmark baseline)");
     }
     tracing::info!(
         "inline between {} and {}: {queues} queue pair(s), {shards} shard(s), mode {:?}",
