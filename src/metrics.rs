@@ -239,9 +239,10 @@ impl ShardPublisher {
     }
 }
 
-pub fn shard_batch(shard: &str, d: Duration) {
+/// Handle for one shard's batch-time histogram (looked up once: recording
+/// through it does not touch the registry).
+pub fn shard_batch(shard: usize) -> metrics::Histogram {
     histogram!("flowgate_shard_batch_seconds", "shard" => shard.to_string())
-        .record(d.as_secs_f64());
 }
 
 /// Exports the XDP program's counters (absolute values).
@@ -316,9 +317,9 @@ impl PortPublisher {
     }
 }
 
-pub fn verdict_latency(queue: &str, d: Duration) {
+/// Handle for one queue's verdict-latency histogram.
+pub fn verdict_latency(queue: u32) -> metrics::Histogram {
     histogram!("flowgate_verdict_latency_seconds", "queue" => queue.to_string())
-        .record(d.as_secs_f64());
 }
 
 /// At start: generation 0, no reloads yet.

@@ -84,7 +84,7 @@ impl IoThread {
         let shared = self.shared.clone();
         let umem = &shared.umems[self.id];
         let shards = self.to_shard.len();
-        let queue_label = self.queue.to_string();
+        let latency = crate::metrics::verdict_latency(self.queue);
         let total_frames = self.free.len();
         let mut filling: Vec<Option<Batch>> = (0..shards).map(|_| None).collect();
         let mut pool: Vec<Batch> = Vec::new();
@@ -118,7 +118,7 @@ impl IoThread {
             while let Ok(mut b) = self.back.try_recv() {
                 in_flight -= 1;
                 work = true;
-                crate::metrics::verdict_latency(&queue_label, b.rx_at.elapsed());
+                latency.record(b.rx_at.elapsed().as_secs_f64());
                 for s in b.slots.drain(..) {
                     if s.allow {
                         self.ports[1 - s.port as usize].pending_tx.push(s.desc);
@@ -207,7 +207,9 @@ impl IoThread {
                         for d in &scratch[..n] {
                             p.counts.rx_bytes += d.lengths().data() as u64;
                         }
-                        self.ports[1 - port].pending_tx.extend_from_slice(&scratch[..n]);
+                        self.ports[1 - port]
+                            .pending_tx
+                            .extend_from_slice(&scratch[..n]);
                         continue;
                     }
                     for d in &scratch[..n] {
@@ -320,17 +322,15 @@ impl IoThread {
     }
 
     fn wait_rx(&mut self, timeout_ms: u16) {
-        let fds: Vec<i32> = self.ports.iter().map(|p| p.rx.fd().as_raw_fd()).collect();
-        // SAFETY: the sockets outlive this call (self owns them).
-        let borrowed: Vec<BorrowedFd> = fds
-            .iter()
-            .map(|&f| unsafe { BorrowedFd::borrow_raw(f) })
-            .collect();
-        let mut pfds: Vec<nix::poll::PollFd> = borrowed
-            .iter()
-            .map(|b| nix::poll::PollFd::new(*b, nix::poll::PollFlags::POLLIN))
-            .collect();
-        let _ = nix::poll::poll(&mut pfds, nix::poll::PollTimeout::from(timeout_ms));
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let [a, b] = [0, 1].map(|i| self.ports[i].rx.fd().as_raw_fd());
+        // SAFETY: both sockets are owned by `self` and outlive this call.
+        let (a, b) = unsafe { (BorrowedFd::borrow_raw(a), BorrowedFd::borrow_raw(b)) };
+        let mut fds = [
+            PollFd::new(a, PollFlags::POLLIN),
+            PollFd::new(b, PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
     }
 
     fn publish(&mut self) {

@@ -345,7 +345,9 @@ fn run_attached(
         );
     }
     if !l.inspect {
-        tracing::warn!("live.inspect = false: forwarding everything uninspected (benchmark baseline)");
+        tracing::warn!(
+            "live.inspect = false: forwarding everything uninspected (benchmark baseline)"
+        );
     }
     tracing::info!(
         "inline between {} and {}: {queues} queue pair(s), {shards} shard(s), mode {:?}",

@@ -57,7 +57,7 @@ impl Worker {
     pub fn run(mut self) {
         let mut publisher = ShardPublisher::new(self.id);
         publisher.set_rules(self.rules.clone());
-        let shard = self.id.to_string();
+        let batch_time = crate::metrics::shard_batch(self.id);
         let mut idx = 0u64;
         let mut last_publish = Instant::now();
         loop {
@@ -88,7 +88,7 @@ impl Worker {
                         });
                         s.allow = v == Verdict::Allow;
                     }
-                    crate::metrics::shard_batch(&shard, started.elapsed());
+                    batch_time.record(started.elapsed().as_secs_f64());
                     let io = b.io;
                     // The I/O thread drains its return queue every loop and
                     // never waits on us, so this cannot deadlock.
