@@ -620,6 +620,48 @@ mod tests {
     }
 
     #[test]
+    fn reload_keeps_restart_only_keys_and_takes_the_rest() {
+        let running = load(&[("engine.shards", "2"), ("live.ingress", "\"eth1\"")]).unwrap();
+        let fresh = load(&[
+            ("engine.shards", "8"),
+            ("tables.sources", "1024"),
+            ("detect.icmp_flood.limit", "7"),
+            ("engine.mode", "\"detect\""),
+        ])
+        .unwrap();
+        let changed = running.restart_only_changes(&fresh);
+        assert!(changed.contains(&"engine.shards") && changed.contains(&"tables"));
+        assert!(changed.contains(&"live"), "{changed:?}");
+        let applied = running.reloadable_from(&fresh);
+        assert_eq!(applied.engine.shards, 2);
+        assert_eq!(applied.tables, running.tables);
+        assert_eq!(applied.live.ingress, "eth1");
+        assert_eq!(applied.detect.icmp_flood.limit, 7);
+        assert_eq!(applied.engine.mode, Mode::Detect);
+        assert!(running.restart_only_changes(&applied).is_empty());
+    }
+
+    #[test]
+    fn live_and_metrics_keys_are_checked() {
+        let e = load(&[("live.ring_size", "1000")]).unwrap_err().to_string();
+        assert!(
+            e.contains("live.ring_size") && e.contains("power of two"),
+            "{e}"
+        );
+        let e = load(&[
+            ("live.frames_per_queue", "1024"),
+            ("live.ring_size", "1024"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("live.frames_per_queue"), "{e}");
+        let e = load(&[("metrics.listen", "\"nowhere\"")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
     fn defaults_validate() {
         let c = load(&[]).unwrap();
         assert_eq!(c, Config::default());
