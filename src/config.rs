@@ -560,6 +560,23 @@ impl Config {
             }
         };
         chk("engine.shards", self.engine.shards != new.engine.shards);
+        chk(
+            "engine.batch_size",
+            self.engine.batch_size != new.engine.batch_size,
+        );
+        chk(
+            "engine.queue_batches",
+            self.engine.queue_batches != new.engine.queue_batches,
+        );
+        chk(
+            "block.allowlist",
+            self.block.allowlist != new.block.allowlist,
+        );
+        chk(
+            "signatures.flow_timeout",
+            self.signatures.flow_timeout != new.signatures.flow_timeout,
+        );
+        chk("output.alerts", self.output.alerts != new.output.alerts);
         chk("tables", self.tables != new.tables);
         chk("block.capacity", self.block.capacity != new.block.capacity);
         chk(
@@ -576,6 +593,13 @@ impl Config {
     pub fn reloadable_from(&self, new: &Config) -> Config {
         let mut c = new.clone();
         c.engine.shards = self.engine.shards;
+        c.engine.batch_size = self.engine.batch_size;
+        c.engine.queue_batches = self.engine.queue_batches;
+        // The kernel allowlist is filled at attach, and sources remember
+        // whether they were allowlisted: both would go stale.
+        c.block.allowlist = self.block.allowlist.clone();
+        c.signatures.flow_timeout = self.signatures.flow_timeout;
+        c.output.alerts = self.output.alerts.clone();
         c.tables = self.tables.clone();
         c.block.capacity = self.block.capacity;
         c.signatures.flows = self.signatures.flows;

@@ -177,9 +177,10 @@ impl ShardEngine {
     }
 
     /// Swaps in a new configuration (hot reload) between packets: new
-    /// thresholds, windows, mode, TTL and allowlist apply to the next
-    /// packet; detector, block and flow state are kept. Table capacities
-    /// are fixed at start (see `Config::reloadable_from`).
+    /// thresholds, windows, mode, TTL and HTTP limits apply to the next
+    /// packet; detector, block and flow state are kept. Table sizes,
+    /// timeouts and the allowlist are fixed at start (see
+    /// `Config::reloadable_from`).
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         let sg = &cfg.signatures;
         self.ttl_ns = cfg.block.ttl.as_nanos() as u64;

@@ -33,7 +33,7 @@ pub fn install(listen: SocketAddr, interval: Duration) -> Result<(), String> {
         // A top-K offender that left the top K stops being reported.
         .idle_timeout(
             MetricKindMask::GAUGE,
-            Some(interval * 6 + Duration::from_secs(5)),
+            Some(interval * 3 + Duration::from_secs(1)),
         )
         .install()
         .map_err(|e| format!("metrics listener on {listen}: {e}"))?;
@@ -119,6 +119,10 @@ fn describe() {
     describe_counter!(
         "flowgate_xdp_packets_total",
         "The XDP program's per-CPU counters, summed over CPUs, by action"
+    );
+    describe_counter!(
+        "flowgate_kernel_block_errors_total",
+        "Blocks the kernel blocklist refused (full); the shard still drops the source"
     );
     describe_gauge!(
         "flowgate_kernel_blocklist_entries",
@@ -266,7 +270,6 @@ pub struct PortCounts {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
-    pub queue_full: u64,
     pub xsk_rx_dropped: u64,
 }
 
@@ -286,7 +289,6 @@ impl PortPublisher {
             "flowgate_rx_packets_total",
             "flowgate_rx_bytes_total",
             "flowgate_tx_packets_total",
-            "flowgate_queue_full_total",
             "flowgate_xsk_rx_dropped_total",
         ] {
             counter!(name, &labels).absolute(0);
@@ -307,7 +309,6 @@ impl PortPublisher {
         put("flowgate_rx_packets_total", now.rx_packets, l.rx_packets);
         put("flowgate_rx_bytes_total", now.rx_bytes, l.rx_bytes);
         put("flowgate_tx_packets_total", now.tx_packets, l.tx_packets);
-        put("flowgate_queue_full_total", now.queue_full, l.queue_full);
         put(
             "flowgate_xsk_rx_dropped_total",
             now.xsk_rx_dropped,
@@ -317,6 +318,13 @@ impl PortPublisher {
     }
 }
 
+/// Handle for one queue's count of batches a full shard queue refused.
+pub fn queue_full(queue: u32) -> metrics::Counter {
+    let c = counter!("flowgate_queue_full_total", "queue" => queue.to_string());
+    c.absolute(0);
+    c
+}
+
 /// Handle for one queue's verdict-latency histogram.
 pub fn verdict_latency(queue: u32) -> metrics::Histogram {
     histogram!("flowgate_verdict_latency_seconds", "queue" => queue.to_string())
@@ -324,6 +332,7 @@ pub fn verdict_latency(queue: u32) -> metrics::Histogram {
 
 /// At start: generation 0, no reloads yet.
 pub fn started() {
+    counter!("flowgate_kernel_block_errors_total").absolute(0);
     gauge!("flowgate_reload_generation").set(0.0);
     for result in ["ok", "failed"] {
         counter!("flowgate_reloads_total", "result" => result).absolute(0);

@@ -10,6 +10,7 @@
 use crate::packet::{LinkType, Ts};
 use crate::source::pcap::PcapSource;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use xsk_rs::{CompQueue, FrameDesc, TxQueue, Umem};
@@ -155,7 +156,7 @@ impl Tx {
 }
 
 fn open(iface: &str, queue: u32) -> anyhow::Result<Tx> {
-    let missing = crate::xdp::missing_capabilities();
+    let missing = crate::xdp::missing_capabilities(true);
     if missing.iter().any(|m| m.starts_with("CAP_NET_RAW")) {
         anyhow::bail!("AF_XDP sockets need CAP_NET_RAW: run as root or grant it");
     }
@@ -216,14 +217,10 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
     let mut rep = Report::default();
     let mut first: Option<(Ts, Instant)> = None;
     let mut bad_link: Option<LinkType> = None;
-    let mut done = false;
-    let res = src.for_each(|r| {
-        if done || bad_link.is_some() {
-            return;
-        }
+    let res = src.try_for_each(|r| {
         if r.link != LinkType::Ethernet {
             bad_link = Some(r.link);
-            return;
+            return ControlFlow::Break(());
         }
         let now = Instant::now();
         let (t0, start) = *first.get_or_insert((r.ts, now));
@@ -249,7 +246,7 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         if cur.write_all(r.data).is_err() {
             rep.too_large += 1;
             tx.free.push(d);
-            return;
+            return ControlFlow::Continue(());
         }
         tx.pending.push(d);
         rep.packets += 1;
@@ -265,7 +262,9 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
             }
         }
         if o.limit.is_some_and(|l| rep.packets >= l) {
-            done = true;
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     });
     if let Some(link) = bad_link {

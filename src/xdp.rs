@@ -82,7 +82,7 @@ pub struct AttachOptions<'a> {
 /// Capabilities loading XDP and binding AF_XDP sockets needs that this
 /// process lacks (from /proc/self/status `CapEff`). CAP_BPF may be
 /// replaced by CAP_SYS_ADMIN on kernels before 5.8.
-pub fn missing_capabilities() -> Vec<&'static str> {
+pub fn missing_capabilities(afxdp: bool) -> Vec<&'static str> {
     let eff = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -96,21 +96,25 @@ pub fn missing_capabilities() -> Vec<&'static str> {
     if !has(12) {
         m.push("CAP_NET_ADMIN");
     }
-    if !has(13) {
+    if afxdp && !has(13) {
         m.push("CAP_NET_RAW");
     }
     if !has(39) && !has(21) {
         m.push("CAP_BPF (or CAP_SYS_ADMIN)");
     }
-    if !has(14) && !has(24) {
+    let memlock_unlimited =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+            .map(|(soft, _)| soft == nix::sys::resource::RLIM_INFINITY)
+            .unwrap_or(false);
+    if !has(14) && !has(24) && !memlock_unlimited {
         m.push("CAP_IPC_LOCK or CAP_SYS_RESOURCE (locked memory for maps and UMEM)");
     }
     m
 }
 
 /// Explains a missing privilege or kernel feature in terms of what to do.
-fn preflight(pin_dir: &Path) -> Result<(), XdpError> {
-    let missing = missing_capabilities();
+fn preflight(pin_dir: &Path, afxdp: bool) -> Result<(), XdpError> {
+    let missing = missing_capabilities(afxdp);
     if !missing.is_empty() {
         return Err(XdpError::Setup(format!(
             "missing capabilities {}: run as root or grant them (the systemd unit in deploy/ does: \
@@ -148,7 +152,7 @@ fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
 /// ways and pins links and maps under `pin_dir`. A stale attachment from a
 /// crashed run (pins present) is detached first.
 pub fn attach(o: &AttachOptions) -> Result<(), XdpError> {
-    preflight(o.pin_dir)?;
+    preflight(o.pin_dir, false)?;
     let (in_idx, out_idx) = (ifindex(o.ingress)?, ifindex(o.egress)?);
     if link_pin(o.pin_dir, o.ingress).exists() || link_pin(o.pin_dir, o.egress).exists() {
         tracing::warn!(
@@ -345,6 +349,35 @@ impl Blocklist {
         }
     }
 
+    /// Deletes expired entries; returns how many. The program deletes an
+    /// expired entry only when its source sends again, so without this a
+    /// flood of one-shot spoofed sources would fill the map for good.
+    pub fn sweep(&mut self) -> usize {
+        let now = monotonic_ns();
+        let old4: Vec<[u8; 4]> = self
+            .v4
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, exp)| *exp <= now)
+            .map(|(k, _)| k)
+            .collect();
+        let old6: Vec<[u8; 16]> = self
+            .v6
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, exp)| *exp <= now)
+            .map(|(k, _)| k)
+            .collect();
+        let mut n = 0;
+        for k in &old4 {
+            n += self.v4.remove(k).is_ok() as usize;
+        }
+        for k in &old6 {
+            n += self.v6.remove(k).is_ok() as usize;
+        }
+        n
+    }
+
     /// Entries and how many have not expired.
     pub fn len(&self) -> (usize, usize) {
         let now = monotonic_ns();
@@ -465,7 +498,8 @@ pub fn rx_queues(iface: &str) -> usize {
         .max(1)
 }
 
-/// Fails with what to do when the process may not load XDP programs.
+/// Fails with what to do when the process may not load XDP programs and
+/// bind AF_XDP sockets (`flowgate live`).
 pub fn check_privileges(pin_dir: &Path) -> Result<(), XdpError> {
-    preflight(pin_dir)
+    preflight(pin_dir, true)
 }

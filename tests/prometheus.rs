@@ -161,8 +161,18 @@ fn prometheus_scrapes_every_dashboard_query_and_counts_match_the_alert_log() {
     assert_eq!(rep["packets"], 5871, "{rep}");
     assert_eq!(rig.ping("198.18.1.1", 2), 2);
 
-    // Let shards publish and Prometheus scrape a few more times.
-    std::thread::sleep(Duration::from_secs(4));
+    // Until shards have published and Prometheus scraped the last counts.
+    let log_alerts = || {
+        alerts_per_rule(&std::fs::read_to_string(rig.path("live-alerts.jsonl")).unwrap_or_default())
+    };
+    let t = Instant::now();
+    while by_label(&rig, "sum by (rule) (flowgate_alerts_total)", "rule") != log_alerts()
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Two more scrapes so every rate() has two samples after the traffic.
+    std::thread::sleep(Duration::from_secs(2));
 
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 15, "{exprs:?}");

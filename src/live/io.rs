@@ -77,6 +77,8 @@ pub struct IoThread {
     pub shared: Arc<super::Shared>,
     /// `false`: forward everything without a shard (benchmark baseline).
     pub inspect: bool,
+    /// Times a shard queue refused a batch (published as a delta).
+    pub queue_full: u64,
 }
 
 impl IoThread {
@@ -85,6 +87,8 @@ impl IoThread {
         let umem = &shared.umems[self.id];
         let shards = self.to_shard.len();
         let latency = crate::metrics::verdict_latency(self.queue);
+        let queue_full = crate::metrics::queue_full(self.queue);
+        let mut queue_full_published = 0u64;
         let total_frames = self.free.len();
         let mut filling: Vec<Option<Batch>> = (0..shards).map(|_| None).collect();
         let mut pool: Vec<Batch> = Vec::new();
@@ -95,6 +99,7 @@ impl IoThread {
         let mut spread = 0usize;
         let mut last_publish = Instant::now();
         let mut idle_rounds = 0u32;
+        let mut stop_seen: Option<Instant> = None;
 
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
@@ -165,6 +170,11 @@ impl IoThread {
                     let put = unsafe { p.fq.produce(&self.free[at..]) };
                     self.free.truncate(self.free.len() - put);
                 }
+                // need_wakeup: a driver that went to sleep on an empty fill
+                // ring needs a kick even while the other port keeps us busy.
+                if p.fq.needs_wakeup() {
+                    let _ = p.fq.wakeup(p.rx.fd_mut(), 0);
+                }
             }
 
             // 5. Hand pending batches to their shards, in order per shard.
@@ -190,7 +200,10 @@ impl IoThread {
             }
 
             // 6. Receive, unless shards are behind or we are stopping.
-            if stuck.is_empty() && !stopping {
+            // Stopping: the sockets are out of the XSKMAP already, so this
+            // drains what the kernel put on the rings before that.
+            let mut got = 0usize;
+            if stuck.is_empty() {
                 let now_ts = super::wall_ns();
                 let rx_at = Instant::now();
                 for port in 0..2 {
@@ -202,6 +215,7 @@ impl IoThread {
                         continue;
                     }
                     work = true;
+                    got += n;
                     p.counts.rx_packets += n as u64;
                     if !self.inspect {
                         for d in &scratch[..n] {
@@ -248,7 +262,7 @@ impl IoThread {
                         match self.to_shard[sh].try_send(ToShard::Batch(b)) {
                             Ok(()) => in_flight += 1,
                             Err(TrySendError::Full(ToShard::Batch(b))) => {
-                                self.ports[0].counts.queue_full += 1;
+                                self.queue_full += 1;
                                 stuck.push((sh, b));
                             }
                             Err(_) => return,
@@ -260,9 +274,27 @@ impl IoThread {
             if last_publish.elapsed() >= self.publish_every {
                 last_publish = Instant::now();
                 self.publish();
+                queue_full.increment(self.queue_full - queue_full_published);
+                queue_full_published = self.queue_full;
             }
 
-            if stopping && in_flight == 0 && stuck.is_empty() {
+            if stopping && stop_seen.is_none() {
+                stop_seen = Some(Instant::now());
+            }
+            let since = stop_seen;
+            let drained = in_flight == 0 && stuck.is_empty() && got == 0;
+            // Frames an XDP program on another CPU redirected just before
+            // the map entry went arrive a moment later: wait briefly. A
+            // shard that never answers (it died) is given up on.
+            let give_up = since.is_some_and(|t| t.elapsed() > Duration::from_secs(5));
+            if give_up && !drained {
+                tracing::error!(
+                    "I/O thread {}: {in_flight} batch(es) never came back from the shards",
+                    self.id
+                );
+            }
+            if since.is_some_and(|t| t.elapsed() > Duration::from_millis(20)) && drained || give_up
+            {
                 // Drain: forward what was allowed, then stop.
                 let deadline = Instant::now() + Duration::from_millis(200);
                 while self
@@ -284,7 +316,11 @@ impl IoThread {
 
             if work {
                 idle_rounds = 0;
-            } else if in_flight > 0 || self.ports.iter().any(|p| p.in_tx > 0) {
+            } else if in_flight > 0
+                || !stuck.is_empty()
+                || stopping
+                || self.ports.iter().any(|p| p.in_tx > 0)
+            {
                 // Waiting on shards or the NIC: stay responsive.
                 idle_rounds += 1;
                 if idle_rounds > 64 {

@@ -128,18 +128,20 @@ fn preflight(cfg: &Config) -> anyhow::Result<usize> {
     Ok(qi)
 }
 
-/// One queue pair: a UMEM shared by the sockets on queue `q` of both ports.
-fn open_queue(
-    cfg: &Config,
-    q: u32,
-    reg: &mut XskRegistry,
-) -> anyhow::Result<(Umem, [Port; 2], Vec<xsk_rs::FrameDesc>)> {
+/// One queue pair: a UMEM shared by the sockets on queue `q` of both ports,
+/// fill rings already stocked. Not yet in the XSKMAP: nothing arrives
+/// before the threads that serve it run.
+fn open_queue(cfg: &Config, q: u32) -> anyhow::Result<(Umem, [Port; 2], Vec<xsk_rs::FrameDesc>)> {
     let l = &cfg.live;
-    let (umem, descs) = crate::xsk::umem(l.frames_per_queue, l.ring_size)?;
+    let (umem, mut descs) = crate::xsk::umem(l.frames_per_queue, l.ring_size)?;
     let mut ports = Vec::with_capacity(2);
-    for (port, iface) in [&l.ingress, &l.egress].into_iter().enumerate() {
-        let r = crate::xsk::bind(&umem, iface, q, l.ring_size)?;
-        reg.insert(port as u32, q, r.rx.fd().as_raw_fd())?;
+    for iface in [&l.ingress, &l.egress] {
+        let mut r = crate::xsk::bind(&umem, iface, q, l.ring_size)?;
+        let n = (r.fq.nb_free(l.ring_size) as usize).min(descs.len() / 2);
+        let at = descs.len() - n;
+        // SAFETY: fresh frames of this UMEM, on no ring yet.
+        let put = unsafe { r.fq.produce(&descs[at..]) };
+        descs.truncate(descs.len() - put);
         ports.push(Port::new(iface, q, r.tx, r.rx, r.fq, r.cq));
     }
     let ports: [Port; 2] = ports
@@ -185,7 +187,9 @@ pub fn run(cfg: Config, opts: LiveOptions) -> anyhow::Result<LiveReport> {
             XdpAttachMode::Native => Some(aya::programs::XdpMode::Driver),
             XdpAttachMode::Generic => Some(aya::programs::XdpMode::Skb),
         },
-        blocklist_capacity: cfg.block.capacity as u32,
+        // What the shards can hold together: capacity per bucket × buckets.
+        blocklist_capacity: (cfg.block.capacity.div_ceil(crate::shard::BUCKETS)
+            * crate::shard::BUCKETS) as u32,
         allowlist: &cfg.block.allowlist,
     })?;
     let result = run_attached(cfg, opts, rules, queues, &mut signals, started);
@@ -224,8 +228,12 @@ fn run_attached(
 
     let mut umems = Vec::new();
     let mut queue_ports = Vec::new();
+    let mut fds = Vec::new();
     for q in 0..queues as u32 {
-        let (umem, ports, descs) = open_queue(&cfg, q, &mut reg)?;
+        let (umem, ports, descs) = open_queue(&cfg, q)?;
+        for (port, p) in ports.iter().enumerate() {
+            fds.push((port as u32, q, p.rx.fd().as_raw_fd()));
+        }
         umems.push(umem);
         queue_ports.push((ports, descs));
     }
@@ -333,6 +341,7 @@ fn run_attached(
             publish_every,
             shared: shared.clone(),
             inspect: l.inspect,
+            queue_full: 0,
         };
         let c = core(id);
         io_threads.push(
@@ -356,58 +365,101 @@ fn run_attached(
         cfg.engine.mode
     );
     crate::metrics::started();
+    // Everything that serves the sockets runs: let the program redirect.
+    for &(port, q, fd) in &fds {
+        reg.insert(port, q, fd)?;
+    }
 
-    // Control loop: the only place config changes.
+    // A second SIGINT/SIGTERM during the drain exits at once (status 1).
+    let hurry = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, hurry.clone())?;
+    }
+
+    // Control loop: the only place config changes. Also watches the
+    // threads: one that ends on its own (a panic) stops the whole process
+    // rather than leaving a port half served.
     let mut current = cfg.clone();
     let mut generation = 0u64;
-    for sig in signals.forever() {
-        match sig {
-            SIGHUP => {
-                match reload(&current, &opts.sources) {
-                    Ok((new_cfg, new_rules)) => {
-                        for tx in &to_shard {
-                            let _ = tx.send(ToShard::Reload(new_cfg.clone(), new_rules.clone()));
+    let mut failure: Option<String> = None;
+    'control: loop {
+        let dead = io_threads
+            .iter()
+            .map(|t| t.is_finished())
+            .chain(workers.iter().map(|t| t.is_finished()))
+            .chain([sink_thread.is_finished(), forwarder.is_finished()])
+            .any(|f| f);
+        if dead {
+            failure = Some("a flowgate thread ended unexpectedly (see the log above)".into());
+            tracing::error!("a packet-path thread died: stopping");
+            break;
+        }
+        let sigs: Vec<i32> = signals.pending().collect();
+        if sigs.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for sig in sigs {
+            match sig {
+                SIGHUP => {
+                    match reload(&current, &opts.sources) {
+                        Ok((new_cfg, new_rules)) => {
+                            for tx in &to_shard {
+                                let _ =
+                                    tx.send(ToShard::Reload(new_cfg.clone(), new_rules.clone()));
+                            }
+                            current = new_cfg;
+                            generation += 1;
+                            shared.generation.store(generation, Ordering::Relaxed);
+                            crate::metrics::reload(true, generation);
+                            tracing::info!("reloaded: generation {generation}");
                         }
-                        current = new_cfg;
-                        generation += 1;
-                        shared.generation.store(generation, Ordering::Relaxed);
-                        crate::metrics::reload(true, generation);
-                        tracing::info!("reloaded: generation {generation}");
+                        Err(e) => {
+                            crate::metrics::reload(false, generation);
+                            tracing::error!("reload refused, the running configuration stays: {e}");
+                        }
                     }
-                    Err(e) => {
-                        crate::metrics::reload(false, generation);
-                        tracing::error!("reload refused, the running configuration stays: {e}");
-                    }
+                    let _ = sink_tx.send(ToSink::Reopen);
                 }
-                let _ = sink_tx.send(ToSink::Reopen);
-            }
-            _ => {
-                tracing::info!("signal {sig}: stopping");
-                break;
+                _ => {
+                    tracing::info!("signal {sig}: stopping");
+                    break 'control;
+                }
             }
         }
     }
+    hurry.store(true, Ordering::Relaxed);
 
-    // Stop receiving, let every batch come back and be forwarded.
+    // Take the sockets out of the program first, so new frames go the
+    // fallback way (forwarded, or dropped fail-closed) instead of into
+    // rings nobody will read; then drain RX, let every batch come back
+    // and be forwarded.
+    for &(port, q, _) in &fds {
+        reg.remove(port, q);
+    }
     stop.store(true, Ordering::Relaxed);
     for t in io_threads {
-        let _ = t.join();
+        if t.join().is_err() {
+            failure.get_or_insert_with(|| "an I/O thread panicked".into());
+        }
     }
-    // Sockets are closed now: the kernel emptied their XSKMAP slots and the
-    // program forwards (or drops, fail-closed) on its own.
     let end = wall_ns();
     for tx in &to_shard {
         let _ = tx.send(ToShard::Finish(end));
     }
     drop(to_shard);
     for w in workers {
-        let _ = w.join();
+        if w.join().is_err() {
+            failure.get_or_insert_with(|| "a shard worker panicked".into());
+        }
     }
     let _ = forwarder.join();
     drop(sink_tx);
     let sink_report = sink_thread
         .join()
         .map_err(|_| setup_err("sink thread panicked"))?;
+    if let Some(f) = failure {
+        return Err(setup_err(f));
+    }
     let stats = shared.totals.lock().map(|t| t.clone()).unwrap_or_default();
     Ok(LiveReport {
         stats,

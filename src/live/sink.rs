@@ -97,6 +97,7 @@ impl Sink {
             Ok(()) => rep.kernel_blocks += 1,
             Err(e) => {
                 rep.kernel_block_errors += 1;
+                metrics::counter!("flowgate_kernel_block_errors_total").increment(1);
                 if rep.kernel_block_errors == 1 {
                     tracing::error!("kernel blocklist: {e} (the shard still drops the source)");
                 }
@@ -105,6 +106,9 @@ impl Sink {
     }
 
     fn publish(&mut self) {
+        if let Some(bl) = self.blocklist.as_mut() {
+            bl.sweep();
+        }
         // Re-set each round: idle gauges expire from the exporter.
         let generation = self
             .shared

@@ -95,9 +95,6 @@ impl Worker {
                     if self.back[io].send(b).is_err() {
                         break;
                     }
-                    if self.engine.has_events() {
-                        let _ = self.events.send(self.engine.take_events());
-                    }
                 }
                 Some(ToShard::Reload(cfg, rules)) => {
                     publisher.set_rules(rules.clone());
@@ -109,6 +106,11 @@ impl Worker {
                     break;
                 }
                 None => {}
+            }
+            // Never wait on the alert writer: if it is behind (slow disk),
+            // events stay in the engine until there is room.
+            if self.engine.has_events() && !self.events.is_full() {
+                let _ = self.events.try_send(self.engine.take_events());
             }
             if last_publish.elapsed() >= self.publish_every {
                 last_publish = Instant::now();

@@ -8,6 +8,7 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -130,19 +131,33 @@ impl PcapSource {
     /// Hands every record to `f`, in file order. Returns the packet count,
     /// or the error that stopped reading (after the packets before it).
     pub fn for_each(&mut self, mut f: impl FnMut(Record<'_>)) -> Result<u64, PcapError> {
+        self.try_for_each(|r| {
+            f(r);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// As `for_each`, stopping early when `f` says `Break`.
+    pub fn try_for_each(
+        &mut self,
+        mut f: impl FnMut(Record<'_>) -> ControlFlow<()>,
+    ) -> Result<u64, PcapError> {
         let mut packets = 0u64;
         match &mut self.reader {
             Reader::Pcap(r, link) => {
                 let link = *link;
                 while let Some(res) = r.next_packet() {
                     let pkt = res.map_err(|e| read_error(&self.path, packets, &e))?;
-                    f(Record {
+                    let flow = f(Record {
                         ts: ts_of(pkt.timestamp()),
                         link,
                         data: pkt.data(),
                         wire_len: pkt.orig_len(),
                     });
                     packets += 1;
+                    if flow.is_break() {
+                        break;
+                    }
                 }
             }
             Reader::Ng(r) => {
@@ -165,13 +180,16 @@ impl PcapSource {
                     let link = lt
                         .and_then(LinkType::from_linktype)
                         .unwrap_or(LinkType::Unsupported);
-                    f(Record {
+                    let flow = f(Record {
                         ts,
                         link,
                         data,
                         wire_len: wire_len.max(data.len() as u32),
                     });
                     packets += 1;
+                    if flow.is_break() {
+                        break;
+                    }
                 }
             }
         }

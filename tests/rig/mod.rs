@@ -67,19 +67,20 @@ impl Rig {
             format!("fg{id}{tag}g"),
             format!("fg{id}{tag}v"),
         ];
-        for n in &ns {
-            let _ = sh(&["ip", "netns", "del", n]);
-            ok(&["ip", "netns", "add", n]);
-            ok(&["ip", "-n", n, "link", "set", "lo", "up"]);
-        }
         let bpffs = std::env::temp_dir().join(format!("fgbpf-{id}-{tag}"));
-        std::fs::create_dir_all(&bpffs).unwrap();
+        // Built first, so a failure below still tears down what exists.
         let rig = Rig {
             ns,
             bpffs,
             dir: tempfile::tempdir().unwrap(),
             children: Vec::new(),
         };
+        std::fs::create_dir_all(&rig.bpffs).unwrap();
+        for n in &rig.ns {
+            let _ = sh(&["ip", "netns", "del", n]);
+            ok(&["ip", "netns", "add", n]);
+            ok(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        }
         let [a, g, v] = &rig.ns;
         ok(&[
             "ip",
@@ -282,17 +283,35 @@ impl Rig {
     }
 }
 
+/// Runs a command, ignoring every failure (for Drop: never panic there).
+fn quietly(cmd: &mut Command) {
+    let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
         for c in self.children.iter_mut() {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = self.flowgate(&["xdp", "detach"]);
-        let _ = sh(&["umount", self.bpffs.to_str().unwrap()]);
+        quietly(
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns[GATEWAY]])
+                .arg(env!("CARGO_BIN_EXE_flowgate"))
+                .args(["xdp", "detach", "--pin-dir"])
+                .arg(self.pin_dir()),
+        );
+        quietly(Command::new("umount").arg(&self.bpffs));
         let _ = std::fs::remove_dir(&self.bpffs);
         for n in &self.ns {
-            let _ = sh(&["ip", "netns", "del", n]);
+            quietly(Command::new("ip").args(["netns", "del", n]));
         }
     }
+}
+
+/// Live tests share two cores: run them one at a time so rates and
+/// thresholds do not depend on what the other tests are doing.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
