@@ -170,11 +170,6 @@ impl IoThread {
                     let put = unsafe { p.fq.produce(&self.free[at..]) };
                     self.free.truncate(self.free.len() - put);
                 }
-                // need_wakeup: a driver that went to sleep on an empty fill
-                // ring needs a kick even while the other port keeps us busy.
-                if p.fq.needs_wakeup() {
-                    let _ = p.fq.wakeup(p.rx.fd_mut(), 0);
-                }
             }
 
             // 5. Hand pending batches to their shards, in order per shard.
@@ -212,6 +207,12 @@ impl IoThread {
                     // kernel has finished writing; `scratch` is ours.
                     let n = unsafe { p.rx.consume(&mut scratch) };
                     if n == 0 {
+                        // need_wakeup (as xdpsock does): a driver that went to sleep on
+                        // an empty fill ring needs a kick even while the other port
+                        // keeps this thread busy.
+                        if p.fq.needs_wakeup() {
+                            let _ = p.fq.wakeup(p.rx.fd_mut(), 0);
+                        }
                         continue;
                     }
                     work = true;
