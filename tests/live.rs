@@ -126,15 +126,12 @@ fn curl(rig: &Rig, src: &str, path: &str) -> bool {
     .success()
 }
 
-#[test]
-fn inline_ips_blocks_attacks_passes_benign_and_matches_offline() {
-    let _serial = rig::serial();
-    let Some(mut rig) = Rig::new("l", &[1, 11, 12, 13, 14, 15, 16, 17]) else {
-        return;
-    };
+/// Python's http.server on the victim, port 8080, serving one file; its
+/// request log goes to `http.log`.
+fn start_web(rig: &mut Rig, file: &str, content: &str) {
     let www = rig.path("www");
     std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("index.html"), "hello\n").unwrap();
+    std::fs::write(www.join(file), content).unwrap();
     rig.spawn(
         VICTIM_NS,
         &[
@@ -150,6 +147,15 @@ fn inline_ips_blocks_attacks_passes_benign_and_matches_offline() {
         ],
         "http.log",
     );
+}
+
+#[test]
+fn inline_ips_blocks_attacks_passes_benign_and_matches_offline() {
+    let _serial = rig::serial();
+    let Some(mut rig) = Rig::new("l", &[1, 11, 12, 13, 14, 15, 16, 17]) else {
+        return;
+    };
+    start_web(&mut rig, "index.html", "hello\n");
     let victim_pcap = rig.path("victim.pcap");
     let ingress_pcap = rig.path("ingress.pcap");
     rig.spawn(
@@ -417,24 +423,7 @@ fn sighup_reloads_thresholds_and_rules_keeps_state_refuses_broken_config() {
     let Some(mut rig) = Rig::new("h", &[1, 21, 22, 23, 24, 25]) else {
         return;
     };
-    let www = rig.path("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("backup.tar"), "data\n").unwrap();
-    rig.spawn(
-        VICTIM_NS,
-        &[
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            VICTIM,
-            "--directory",
-            www.to_str().unwrap(),
-        ],
-        "http.log",
-    );
+    start_web(&mut rig, "backup.tar", "data\n");
     let victim_pcap = rig.path("victim.pcap");
     rig.spawn(
         VICTIM_NS,
