@@ -11,7 +11,7 @@ demo: deps-build build
 	@echo "alerts written to logs/alerts.jsonl"
 
 test: deps-test lint
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --workspace --all-targets
 	bash bpf/test_run.sh
 
 deps-build:
@@ -21,11 +21,11 @@ deps-test:
 	scripts/install-deps.sh test
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 bench:
 	$(CARGO) bench --bench engine
@@ -34,4 +34,4 @@ perf: build
 	perf/analyze-throughput.sh
 
 fixtures:
-	$(CARGO) run --release --bin flowgate-pcapgen -- fixtures
+	$(CARGO) run --release -p flowgate-synth --bin flowgate-pcapgen -- fixtures

@@ -5,14 +5,14 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use flowgate::config::Config;
 use flowgate::engine::{RawFrame, ShardEngine};
 use flowgate::packet::{self, LinkType};
-use flowgate::rules::Ruleset;
+use flowgate::ruleset::Ruleset;
 use flowgate::shard;
 use std::hint::black_box;
 use std::sync::Arc;
 
 fn frames(n: u64) -> Vec<(u64, Vec<u8>)> {
     let mut buf = Vec::new();
-    flowgate::synth::perf_mix(&mut buf, n, 20_000, 1).expect("generate");
+    flowgate_synth::perf_mix(&mut buf, n, 20_000, 1).expect("generate");
     let (mut rest, parser) = pcap_file::pcap::PcapParser::new(&buf).expect("header");
     let mut out = Vec::new();
     while !rest.is_empty() {
@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
 /// Signature scan of realistic HTTP requests (the labelled corpus: 4390
 /// benign, 700 malicious), bytes of raw request per second on one core.
 fn signatures(c: &mut Criterion) {
-    let rules = flowgate::rules::Ruleset::load(&Config::default().signatures).expect("rules");
+    let rules = flowgate::ruleset::Ruleset::load(&Config::default().signatures).expect("rules");
     let mut scanner = flowgate::signature::Scanner::new(rules.signatures.clone().expect("sigs"))
         .expect("scratch");
     let mut reqs: Vec<Vec<u8>> = Vec::new();

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 sessions=${1:-250000}
 runs=${2:-3}
 pcap=perf/data/http-${sessions}.pcap
-cargo build --release --quiet
+cargo build --release --quiet --workspace
 [ -f "$pcap" ] || ./target/release/flowgate-pcapgen perf-http "$pcap" --sessions "$sessions"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# pcap: $pcap ($(stat -c %s "$pcap") bytes, $((sessions * 8)) packets)"

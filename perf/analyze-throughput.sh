@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packets=${1:-5000000}
 runs=${2:-3}
 pcap=perf/data/mix-${packets}.pcap
-cargo build --release --quiet
+cargo build --release --quiet --workspace
 [ -f "$pcap" ] || ./target/release/flowgate-pcapgen perf "$pcap" --packets "$packets"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# pcap: $pcap ($(stat -c %s "$pcap") bytes, $packets packets)"

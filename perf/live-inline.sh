@@ -18,7 +18,7 @@ PPS=${3:-}
 PACE=(--topspeed)
 [ -n "$PPS" ] && PACE=(--pps "$PPS")
 FG=target/release/flowgate
-cargo build --release --quiet --bins
+cargo build --release --quiet --workspace --bins
 mkdir -p perf/data
 PCAP=perf/data/live-mix-$PACKETS.pcap
 [ -f "$PCAP" ] || target/release/flowgate-pcapgen perf "$PCAP" --packets "$PACKETS" --sources 20000

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKETS=${1:-1000000}
 RUNS=${2:-3}
-cargo build --release --quiet --bins
+cargo build --release --quiet --workspace --bins
 mkdir -p perf/data
 PCAP=perf/data/live-mix-$PACKETS.pcap
 [ -f "$PCAP" ] || target/release/flowgate-pcapgen perf "$PCAP" --packets "$PACKETS" --sources 20000

@@ -1,11 +1,10 @@
 //! `flowgate analyze`: a PCAP through the same shard engine as live mode.
 
-use crate::cli::SummaryFormat;
 use crate::config::{Config, Mode};
 use crate::engine::Stats;
-use crate::output::{Offender, Recorder};
+use crate::output::{Offender, Recorder, SummaryFormat};
 use crate::pipeline::Pipeline;
-use crate::rules::Ruleset;
+use crate::ruleset::Ruleset;
 use crate::source::pcap::{PcapError, PcapSource};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -16,12 +15,17 @@ use std::time::Instant;
 pub enum AnalyzeError {
     #[error(transparent)]
     Input(#[from] PcapError),
-    #[error("{0}")]
-    Output(String),
-    #[error("{0}")]
-    Engine(String),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Engine(#[from] crate::pipeline::PipelineError),
     #[error("rules: {0}")]
-    Rules(String),
+    Rules(#[from] crate::ruleset::RulesetError),
+    /// `--write-allowed`: the capture writer failed (pcap-file's message).
+    #[error("{}: {message}", path.display())]
+    WriteAllowed { path: PathBuf, message: String },
 }
 
 pub struct Options<'a> {
@@ -72,23 +76,21 @@ pub struct Report {
 pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     let cfg = Arc::new(cfg);
     let mut source = PcapSource::open(opts.pcap)?;
-    let rules = Arc::new(Ruleset::load(&cfg.signatures).map_err(AnalyzeError::Rules)?);
+    let rules = Arc::new(Ruleset::load(&cfg.signatures)?);
     for r in &rules.rejected {
         tracing::warn!("rule skipped: {r}");
     }
     let alerts_path = opts.write_alerts.then(|| cfg.output.alerts.clone());
-    let mut recorder = Recorder::new(alerts_path.as_deref(), opts.verdicts)
-        .map_err(|e| AnalyzeError::Output(e.to_string()))?;
+    let mut recorder = Recorder::new(alerts_path.as_deref(), opts.verdicts)?;
     if opts.write_allowed.is_some() {
         recorder.allowed = Some(Vec::new());
     }
     if let Some(db) = &cfg.output.sqlite {
-        recorder.audit = Some(crate::audit::AuditSink::start(db).map_err(AnalyzeError::Output)?);
+        recorder.audit = Some(crate::audit::AuditSink::start(db)?);
     }
     let record_verdicts = opts.verdicts.is_some() || opts.write_allowed.is_some();
     let started = Instant::now();
-    let mut pipe = Pipeline::start(cfg.clone(), rules.clone(), recorder, record_verdicts)
-        .map_err(|e| AnalyzeError::Engine(format!("cannot start shard threads: {e}")))?;
+    let mut pipe = Pipeline::start(cfg.clone(), rules.clone(), recorder, record_verdicts)?;
     let shards = pipe.shards();
     let bar = opts.progress.then(|| progress_bar(source.file_len));
     let mut read_bytes = 0u64;
@@ -104,7 +106,7 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let (stats, _per_shard, collector) = pipe.finish().map_err(AnalyzeError::Engine)?;
+    let (stats, _per_shard, collector) = pipe.finish()?;
     let elapsed = started.elapsed().as_secs_f64();
     let input_error = match read {
         Ok(_) => None,
@@ -112,7 +114,7 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
         Err(e) => return Err(e.into()),
     };
     let mut recorder = collector;
-    recorder.flush().map_err(AnalyzeError::Output)?;
+    recorder.flush()?;
     if let (Some(out), Some(bits)) = (opts.write_allowed, recorder.allowed.as_deref()) {
         write_allowed(opts.pcap, out, bits)?;
     }
@@ -173,7 +175,10 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
 /// original timestamps (nanosecond PCAP) and link type.
 fn write_allowed(input: &Path, out: &Path, bits: &[u64]) -> Result<u64, AnalyzeError> {
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-    let werr = |e: &dyn std::fmt::Display| AnalyzeError::Output(format!("{}: {e}", out.display()));
+    let werr = |e: &dyn std::fmt::Display| AnalyzeError::WriteAllowed {
+        path: out.to_path_buf(),
+        message: e.to_string(),
+    };
     let mut source = PcapSource::open(input)?;
     let file = std::fs::File::create(out).map_err(|e| werr(&e))?;
     let mut writer: Option<PcapWriter<std::io::BufWriter<std::fs::File>>> = None;
@@ -272,6 +277,13 @@ impl Report {
             );
         } else {
             let _ = writeln!(s, "  malformed 0");
+        }
+        if st.signature_scan_errors > 0 {
+            let _ = writeln!(
+                s,
+                "  signature scan errors {} (request data not inspected)",
+                st.signature_scan_errors
+            );
         }
         let verb = if self.mode == Mode::Prevent {
             "dropped"

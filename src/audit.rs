@@ -81,10 +81,26 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(db)
 }
 
+/// The audit database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("audit thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 impl AuditSink {
     /// Opens (creating the schema) and starts the writer thread.
-    pub fn start(path: &Path) -> Result<AuditSink, String> {
-        let db = open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn start(path: &Path) -> Result<AuditSink, AuditError> {
+        let db = open(path).map_err(|source| AuditError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let (tx, rx) = bounded::<Vec<Event>>(256);
         let stats = Arc::new(AuditStats::default());
         let st = stats.clone();
@@ -113,7 +129,7 @@ impl AuditSink {
                     }
                 }
             })
-            .map_err(|e| format!("audit thread: {e}"))?;
+            .map_err(AuditError::Thread)?;
         Ok(AuditSink {
             tx: Some(tx),
             thread: Some(thread),

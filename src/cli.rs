@@ -1,7 +1,8 @@
 //! Command-line interface (clap). Each command turns its flags into config
 //! overrides so a flag, `FLOWGATE_*` and the TOML file all name the same keys.
 
-use crate::config::{self, Config, ConfigError, Mode, Sources};
+use crate::config::{self, Config, ConfigError, Mode, Sources, XdpAttachMode};
+pub use crate::output::SummaryFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -55,8 +56,9 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct AlertsArgs {
-    /// SQLite file written by `--sqlite` / output.sqlite.
-    #[arg(long)]
+    /// SQLite file written by `analyze --sqlite` / `live --sqlite`
+    /// (output.sqlite); `--db` is an alias.
+    #[arg(long = "sqlite", visible_alias = "db", value_name = "PATH")]
     pub db: PathBuf,
     /// Only from this time on (RFC 3339, e.g. 2026-01-01T00:00:05Z).
     #[arg(long)]
@@ -94,9 +96,9 @@ pub enum XdpCommand {
         /// Drop everything when no AF_XDP socket is bound (default: forward).
         #[arg(long)]
         fail_closed: bool,
-        /// native, generic, or auto (native, else generic).
-        #[arg(long, default_value = "auto")]
-        mode: String,
+        /// native (alias driver), generic (alias skb), or auto (native, else generic).
+        #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
+        mode: XdpAttachMode,
         #[command(flatten)]
         pin: PinArgs,
         #[command(flatten)]
@@ -134,7 +136,7 @@ pub enum XdpCommand {
 #[derive(Args, Debug, Clone)]
 pub struct PinArgs {
     /// bpffs directory for flowgate's pinned links and maps.
-    #[arg(long, env = "FLOWGATE_PIN_DIR", default_value = crate::xdp::DEFAULT_PIN_DIR)]
+    #[arg(long, env = "FLOWGATE_PIN_DIR", default_value = crate::config::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
 }
 
@@ -194,32 +196,14 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq, Default)]
-pub enum SummaryFormat {
-    #[default]
-    Text,
-    Json,
-    None,
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct AnalyzeArgs {
     /// Capture to analyse (PCAP or PCAPNG; Ethernet, Linux SLL/SLL2, raw IP).
     pub pcap: PathBuf,
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Shard worker threads (engine.shards); 0 = one per core.
-    #[arg(long)]
-    pub shards: Option<usize>,
-    /// prevent (IPS) or detect (IDS: log, forward everything) (engine.mode).
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
-    /// Alert log, JSONL, appended to (output.alerts).
-    #[arg(long, value_name = "PATH")]
-    pub alerts: Option<PathBuf>,
-    /// Also store alerts and block episodes in this SQLite file (output.sqlite).
-    #[arg(long, value_name = "PATH")]
-    pub sqlite: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineFlags,
     /// Write one line per packet: `pcap_cnt<TAB>allow|drop[<TAB>rule]`.
     #[arg(long, value_name = "PATH")]
     pub verdicts: Option<PathBuf>,
@@ -295,28 +279,18 @@ pub struct LiveArgs {
     pub egress: Option<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// prevent (IPS) or detect (IDS: log, forward everything) (engine.mode).
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
-    /// Shard worker threads (engine.shards); 0 = one per core.
-    #[arg(long)]
-    pub shards: Option<usize>,
+    #[command(flatten)]
+    pub engine: EngineFlags,
     /// Drop everything while no flowgate process serves the ports
     /// (live.fail_closed); the default forwards (fail-open).
     #[arg(long)]
     pub fail_closed: bool,
     /// auto (native, else generic), native or generic (live.xdp_mode).
-    #[arg(long)]
-    pub xdp_mode: Option<String>,
+    #[arg(long, value_enum)]
+    pub xdp_mode: Option<XdpAttachMode>,
     /// bpffs directory for the pinned program (live.pin_dir).
     #[arg(long, env = "FLOWGATE_PIN_DIR")]
     pub pin_dir: Option<PathBuf>,
-    /// Alert log, JSONL, appended to (output.alerts).
-    #[arg(long, value_name = "PATH")]
-    pub alerts: Option<PathBuf>,
-    /// SQLite audit log (output.sqlite).
-    #[arg(long, value_name = "PATH")]
-    pub sqlite: Option<PathBuf>,
     /// Prometheus `/metrics` address (metrics.listen).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<String>,
@@ -333,65 +307,67 @@ impl LiveArgs {
     /// force across reloads.
     pub fn sources(&self) -> Result<Sources, ConfigError> {
         let mut s = self.config.sources()?;
-        let mut put = |k: &str, v: String| s.overrides.push((k.to_string(), v));
+        self.engine.apply(&mut s);
         if let Some(v) = &self.ingress {
-            put("live.ingress", toml_string(v));
+            s.set("live.ingress", toml_value(v));
         }
         if let Some(v) = &self.egress {
-            put("live.egress", toml_string(v));
-        }
-        if let Some(m) = self.mode {
-            put("engine.mode", toml_string(mode_name(m)));
-        }
-        if let Some(n) = self.shards {
-            put("engine.shards", n.to_string());
+            s.set("live.egress", toml_value(v));
         }
         if self.fail_closed {
-            put("live.fail_closed", "true".into());
+            s.set("live.fail_closed", true);
         }
-        if let Some(v) = &self.xdp_mode {
-            put("live.xdp_mode", toml_string(v));
+        if let Some(m) = self.xdp_mode {
+            s.set("live.xdp_mode", toml_value(&m));
         }
         if let Some(p) = &self.pin_dir {
-            put("live.pin_dir", toml_string(&p.to_string_lossy()));
-        }
-        if let Some(p) = &self.alerts {
-            put("output.alerts", toml_string(&p.to_string_lossy()));
-        }
-        if let Some(p) = &self.sqlite {
-            put("output.sqlite", toml_string(&p.to_string_lossy()));
+            s.set("live.pin_dir", toml_value(&p.to_string_lossy()));
         }
         if let Some(v) = &self.metrics_listen {
-            put("metrics.listen", toml_string(v));
+            s.set("metrics.listen", toml_value(v));
         }
         if self.no_metrics {
-            put("metrics.enabled", "false".into());
+            s.set("metrics.enabled", false);
         }
         if self.detach_on_exit {
-            put("live.detach_on_exit", "true".into());
+            s.set("live.detach_on_exit", true);
         }
         Ok(s)
     }
 }
 
-fn mode_name(m: ModeArg) -> &'static str {
-    match m {
-        ModeArg::Prevent => "prevent",
-        ModeArg::Detect => "detect",
-    }
+/// Flags `analyze` and `live` share, each the short form of a config key.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EngineFlags {
+    /// Shard worker threads (engine.shards); 0 = one per core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// prevent (IPS) or detect (IDS: log, forward everything) (engine.mode).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Alert log, JSONL, appended to (output.alerts).
+    #[arg(long, value_name = "PATH")]
+    pub alerts: Option<PathBuf>,
+    /// Also store alerts and block episodes in this SQLite file
+    /// (output.sqlite; read it back with `flowgate alerts --sqlite`).
+    #[arg(long, value_name = "PATH")]
+    pub sqlite: Option<PathBuf>,
 }
 
-#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
-pub enum ModeArg {
-    Prevent,
-    Detect,
-}
-
-impl From<ModeArg> for Mode {
-    fn from(m: ModeArg) -> Mode {
-        match m {
-            ModeArg::Prevent => Mode::Prevent,
-            ModeArg::Detect => Mode::Detect,
+impl EngineFlags {
+    /// Adds the flags given as overrides of their config keys.
+    pub fn apply(&self, s: &mut Sources) {
+        if let Some(n) = self.shards {
+            s.set("engine.shards", n);
+        }
+        if let Some(m) = self.mode {
+            s.set("engine.mode", toml_value(&m));
+        }
+        if let Some(p) = &self.alerts {
+            s.set("output.alerts", toml_value(&p.to_string_lossy()));
+        }
+        if let Some(p) = &self.sqlite {
+            s.set("output.sqlite", toml_value(&p.to_string_lossy()));
         }
     }
 }
@@ -399,30 +375,14 @@ impl From<ModeArg> for Mode {
 impl AnalyzeArgs {
     pub fn load_config(&self) -> Result<Config, ConfigError> {
         let mut s = self.config.sources()?;
-        if let Some(n) = self.shards {
-            s.set("engine.shards", n);
-        }
-        if let Some(m) = self.mode {
-            s.set(
-                "engine.mode",
-                match m {
-                    ModeArg::Prevent => "\"prevent\"",
-                    ModeArg::Detect => "\"detect\"",
-                },
-            );
-        }
-        if let Some(p) = &self.alerts {
-            s.overrides
-                .push(("output.alerts".into(), toml_string(&p.to_string_lossy())));
-        }
-        if let Some(p) = &self.sqlite {
-            s.overrides
-                .push(("output.sqlite".into(), toml_string(&p.to_string_lossy())));
-        }
+        self.engine.apply(&mut s);
         Config::load(&s)
     }
 }
 
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
+/// A flag value as a TOML literal, the form `Sources` overrides take.
+fn toml_value(v: &impl serde::Serialize) -> String {
+    toml::Value::try_from(v)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }

@@ -4,6 +4,11 @@
 //! precedence (flag wins). Errors name the key, the value and what is
 //! allowed.
 
+pub use crate::detect::flag_scan::FlagScanConfig;
+pub use crate::detect::icmp_flood::IcmpFloodConfig;
+pub use crate::detect::port_scan::PortScanConfig;
+pub use crate::detect::syn_flood::SynFloodConfig;
+pub use crate::detect::DetectConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use ipnet::IpNet;
@@ -12,7 +17,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Where links and maps are pinned unless `live.pin_dir` / `--pin-dir` say
+/// otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowgate";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// IPS: drop what the rules say.
@@ -36,13 +45,19 @@ pub struct Config {
 }
 
 /// How the XDP program is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpAttachMode {
     /// Native (driver) mode where the driver has it, else generic.
     #[default]
     Auto,
+    /// Native (driver) mode only.
+    #[value(alias = "driver")]
+    #[serde(alias = "driver")]
     Native,
+    /// Generic (skb) mode: any interface, slower.
+    #[value(alias = "skb")]
+    #[serde(alias = "skb")]
     Generic,
 }
 
@@ -82,7 +97,7 @@ impl Default for LiveConfig {
             egress: String::new(),
             xdp_mode: XdpAttachMode::Auto,
             fail_closed: false,
-            pin_dir: PathBuf::from("/sys/fs/bpf/flowgate"),
+            pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
             frames_per_queue: 8192,
             ring_size: 2048,
             pin_threads: true,
@@ -204,63 +219,6 @@ impl Default for SignaturesConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectConfig {
-    pub icmp_flood: IcmpFloodConfig,
-    pub syn_flood: SynFloodConfig,
-    pub flag_scan: FlagScanConfig,
-    pub port_scan: PortScanConfig,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct IcmpFloodConfig {
-    pub enabled: bool,
-    /// Echo requests allowed per window; one more fires.
-    pub limit: u32,
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SynFloodConfig {
-    pub enabled: bool,
-    /// SYNs (without ACK) allowed per window; one more fires.
-    pub limit: u32,
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-    /// Handshakes left half-open allowed per `half_open_window`.
-    pub half_open_limit: u32,
-    /// A SYN with no final ACK from the source after this long is half-open.
-    #[serde(with = "humantime_serde")]
-    pub half_open_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub half_open_window: Duration,
-    /// Pending handshakes tracked per source; the oldest beyond this count
-    /// as half-open at once.
-    pub max_pending: usize,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlagScanConfig {
-    pub enabled: bool,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PortScanConfig {
-    pub enabled: bool,
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-    /// Distinct unanswered destination ports allowed per window.
-    pub distinct_ports: u32,
-    /// Distinct unanswered (host, port) pairs allowed per window.
-    pub distinct_pairs: u32,
-}
-
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -297,47 +255,6 @@ impl Default for TablesConfig {
         TablesConfig {
             sources: 262_144,
             idle_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
-impl Default for IcmpFloodConfig {
-    fn default() -> Self {
-        IcmpFloodConfig {
-            enabled: true,
-            limit: 100,
-            window: Duration::from_secs(1),
-        }
-    }
-}
-
-impl Default for SynFloodConfig {
-    fn default() -> Self {
-        SynFloodConfig {
-            enabled: true,
-            limit: 200,
-            window: Duration::from_secs(1),
-            half_open_limit: 100,
-            half_open_timeout: Duration::from_secs(3),
-            half_open_window: Duration::from_secs(10),
-            max_pending: 1024,
-        }
-    }
-}
-
-impl Default for FlagScanConfig {
-    fn default() -> Self {
-        FlagScanConfig { enabled: true }
-    }
-}
-
-impl Default for PortScanConfig {
-    fn default() -> Self {
-        PortScanConfig {
-            enabled: true,
-            window: Duration::from_secs(10),
-            distinct_ports: 30,
-            distinct_pairs: 100,
         }
     }
 }
@@ -545,6 +462,19 @@ impl Config {
         self.block.allowlist.iter().any(|n| n.contains(&ip))
     }
 
+    /// The effective value of a dotted key (`detect.icmp_flood.limit`) as
+    /// TOML would write it, unquoted; `None` for a key that does not exist.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        let mut v = toml::Value::try_from(self).ok()?;
+        for part in key.split('.') {
+            v = v.as_table_mut()?.remove(part)?;
+        }
+        Some(match v {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        })
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
@@ -553,59 +483,19 @@ impl Config {
     /// ports): a reload that changes them keeps the running values and
     /// says which.
     pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        let mut chk = |k: &'static str, changed: bool| {
-            if changed {
-                v.push(k)
-            }
-        };
-        chk("engine.shards", self.engine.shards != new.engine.shards);
-        chk(
-            "engine.batch_size",
-            self.engine.batch_size != new.engine.batch_size,
-        );
-        chk(
-            "engine.queue_batches",
-            self.engine.queue_batches != new.engine.queue_batches,
-        );
-        chk(
-            "block.allowlist",
-            self.block.allowlist != new.block.allowlist,
-        );
-        chk(
-            "signatures.flow_timeout",
-            self.signatures.flow_timeout != new.signatures.flow_timeout,
-        );
-        chk("output.alerts", self.output.alerts != new.output.alerts);
-        chk("tables", self.tables != new.tables);
-        chk("block.capacity", self.block.capacity != new.block.capacity);
-        chk(
-            "signatures.flows",
-            self.signatures.flows != new.signatures.flows,
-        );
-        chk("live", self.live != new.live);
-        chk("metrics", self.metrics != new.metrics);
-        chk("output.sqlite", self.output.sqlite != new.output.sqlite);
-        v
+        RESTART_ONLY
+            .iter()
+            .filter(|k| (k.changed)(self, new))
+            .map(|k| k.name)
+            .collect()
     }
 
     /// `new` with the restart-only keys of `self`.
     pub fn reloadable_from(&self, new: &Config) -> Config {
         let mut c = new.clone();
-        c.engine.shards = self.engine.shards;
-        c.engine.batch_size = self.engine.batch_size;
-        c.engine.queue_batches = self.engine.queue_batches;
-        // The kernel allowlist is filled at attach, and sources remember
-        // whether they were allowlisted: both would go stale.
-        c.block.allowlist = self.block.allowlist.clone();
-        c.signatures.flow_timeout = self.signatures.flow_timeout;
-        c.output.alerts = self.output.alerts.clone();
-        c.tables = self.tables.clone();
-        c.block.capacity = self.block.capacity;
-        c.signatures.flows = self.signatures.flows;
-        c.live = self.live.clone();
-        c.metrics = self.metrics.clone();
-        c.output.sqlite = self.output.sqlite.clone();
+        for k in RESTART_ONLY {
+            (k.keep)(self, &mut c);
+        }
         c
     }
 
@@ -613,6 +503,42 @@ impl Config {
         Path::new("/etc/flowgate/flowgate.toml")
     }
 }
+
+/// A key (or section) that only a restart changes: how to tell it changed,
+/// and how to carry the running value into a reloaded config.
+struct RestartOnly {
+    name: &'static str,
+    changed: fn(&Config, &Config) -> bool,
+    keep: fn(&Config, &mut Config),
+}
+
+/// The one list of restart-only keys, each named once.
+macro_rules! restart_only {
+    ($($name:literal => $($field:ident).+;)*) => {
+        &[$(RestartOnly {
+            name: $name,
+            changed: |a, b| a.$($field).+ != b.$($field).+,
+            keep: |from, to| to.$($field).+ = from.$($field).+.clone(),
+        }),*]
+    };
+}
+
+const RESTART_ONLY: &[RestartOnly] = restart_only! {
+    "engine.shards" => engine.shards;
+    "engine.batch_size" => engine.batch_size;
+    "engine.queue_batches" => engine.queue_batches;
+    // The kernel allowlist is filled at attach, and sources remember
+    // whether they were allowlisted: both would go stale.
+    "block.allowlist" => block.allowlist;
+    "signatures.flow_timeout" => signatures.flow_timeout;
+    "output.alerts" => output.alerts;
+    "tables" => tables;
+    "block.capacity" => block.capacity;
+    "signatures.flows" => signatures.flows;
+    "live" => live;
+    "metrics" => metrics;
+    "output.sqlite" => output.sqlite;
+};
 
 /// A `--set` value: TOML syntax if it parses (numbers, booleans, arrays),
 /// otherwise the raw string.
@@ -641,6 +567,30 @@ mod tests {
             s.set(k, v);
         }
         Config::load(&s)
+    }
+
+    #[test]
+    fn value_of_renders_effective_values() {
+        let c = load(&[("detect.icmp_flood.limit", "7")]).unwrap();
+        assert_eq!(c.value_of("detect.icmp_flood.limit").as_deref(), Some("7"));
+        assert_eq!(
+            c.value_of("detect.icmp_flood.window").as_deref(),
+            Some("1s")
+        );
+        assert_eq!(c.value_of("engine.drop_malformed").as_deref(), Some("true"));
+        assert_eq!(c.value_of("detect.nope"), None);
+        // Every key a built-in rule's description names exists.
+        for m in crate::rules::BUILTIN {
+            let text = m.fires_when(|k| c.value_of(k));
+            assert!(!text.contains('{'), "{}: {text}", m.name);
+            let mut rest = m.fires_when.as_ref();
+            while let Some(i) = rest.find('{') {
+                let j = rest[i..].find('}').unwrap();
+                let key = &rest[i + 1..i + j];
+                assert!(c.value_of(key).is_some(), "{}: unknown key {key}", m.name);
+                rest = &rest[i + j..];
+            }
+        }
     }
 
     #[test]

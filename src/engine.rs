@@ -10,9 +10,10 @@ use crate::config::{Config, Mode};
 use crate::detect::{self, Detection, SourceState};
 use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
 use crate::packet::{Proto, TcpFlags};
-use crate::rules::{self, RuleId, RuleMeta, Ruleset};
+use crate::rules::{self, RuleId, RuleMeta};
+use crate::ruleset::Ruleset;
 use crate::shard::SourceKey;
-use crate::signature::{Action, Scanner};
+use crate::signature::{Action, Scanner, ScratchError};
 use crate::stream::{Fed, FlowKey, FlowState, HttpFlow, Limits, Next};
 use crate::table::{BoundedTable, TableStats};
 use serde::Serialize;
@@ -62,6 +63,8 @@ pub struct Stats {
     pub http_truncated: u64,
     /// Out-of-order segments discarded because a flow's queue was full.
     pub ooo_overflow: u64,
+    /// Hyperscan scans that failed: request data that was not inspected.
+    pub signature_scan_errors: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -97,6 +100,7 @@ impl Stats {
         self.http_scans += o.http_scans;
         self.http_truncated += o.http_truncated;
         self.ooo_overflow += o.ooo_overflow;
+        self.signature_scan_errors += o.signature_scan_errors;
     }
 
     pub fn malformed_total(&self) -> u64 {
@@ -139,7 +143,7 @@ enum StreamOutcome {
 
 impl ShardEngine {
     /// Fails only if Hyperscan cannot allocate scratch for the signatures.
-    pub fn new(cfg: Arc<Config>, rules: Arc<Ruleset>) -> Result<ShardEngine, String> {
+    pub fn new(cfg: Arc<Config>, rules: Arc<Ruleset>) -> Result<ShardEngine, ScratchError> {
         let sg = &cfg.signatures;
         let mut e = ShardEngine {
             ttl_ns: cfg.block.ttl.as_nanos() as u64,
@@ -167,7 +171,7 @@ impl ShardEngine {
 
     /// Swaps in a new rule set (hot reload) between packets. Detector,
     /// block and flow state are kept.
-    pub fn set_rules(&mut self, rules: Arc<Ruleset>) -> Result<(), String> {
+    pub fn set_rules(&mut self, rules: Arc<Ruleset>) -> Result<(), ScratchError> {
         self.scanner = match &rules.signatures {
             Some(set) => Some(Scanner::new(set.clone())?),
             None => None,
@@ -354,7 +358,9 @@ impl ShardEngine {
         };
         loop {
             self.stats.http_scans += 1;
-            if let Some(hit) = scanner.scan(flow.request(), self.limits.body_limit) {
+            let hit = scanner.scan(flow.request(), self.limits.body_limit);
+            self.stats.signature_scan_errors += scanner.take_scan_errors();
+            if let Some(hit) = hit {
                 flow.finish(match hit.action {
                     Action::Alert => FlowState::Alerted,
                     Action::Drop | Action::Block => FlowState::Dropped(hit.meta.id),

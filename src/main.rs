@@ -1,6 +1,7 @@
 use clap::Parser;
 use flowgate::cli::{Cli, Command, ConfigCommand, RulesCommand, XdpCommand};
-use flowgate::{analyze, config, rules, xdp};
+use flowgate::ruleset::Ruleset;
+use flowgate::{analyze, config, xdp};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
         flowgate::cli::LogFormat::Json => fmt.json().init(),
         flowgate::cli::LogFormat::Text => fmt.init(),
     }
+    log_panics();
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -32,6 +34,26 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A panic in any thread goes to the tracing log (so `--log-format json`
+/// carries it, and journald sees it) with the thread's name and where.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(non-string panic payload)".into());
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        tracing::error!(thread = name, at = %at, "panic: {msg}");
+    }));
 }
 
 fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -112,14 +134,15 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             command: RulesCommand::List { config, json },
         } => {
             let cfg = config::Config::load(&config.sources()?)?;
-            let set = rules::Ruleset::load(&cfg.signatures).map_err(anyhow::Error::msg)?;
+            let set = Ruleset::load(&cfg.signatures)?;
+            let value_of = |k: &str| cfg.value_of(k);
             if json {
                 let v: Vec<_> = set
                     .book
                     .iter()
                     .map(|r| {
                         serde_json::json!({"id": r.id, "rev": r.rev, "name": r.name, "signature": r.msg,
-                            "category": r.category, "severity": r.severity, "fires_when": r.fires_when})
+                            "category": r.category, "severity": r.severity, "fires_when": r.fires_when(value_of)})
                     })
                     .collect();
                 emit(&(serde_json::to_string_pretty(&v)? + "\n"));
@@ -223,12 +246,6 @@ fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
             config,
         } => {
             let cfg = config::Config::load(&config.sources()?)?;
-            let mode = match mode.as_str() {
-                "auto" => None,
-                "native" | "driver" => Some(aya::programs::XdpMode::Driver),
-                "generic" | "skb" => Some(aya::programs::XdpMode::Skb),
-                other => anyhow::bail!("--mode {other}: expected auto, native or generic"),
-            };
             xdp::attach(&xdp::AttachOptions {
                 ingress: &ingress,
                 egress: &egress,
@@ -297,41 +314,35 @@ fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `flowgate rules check`: exit 0 if every rule maps and compiles, 1 if
-/// the files cannot be used, 2 if some rules were skipped.
+/// the files cannot be used, 2 if some rules were skipped. Loads exactly
+/// as `analyze` and `live` do (without the built-in set).
 fn rules_check(files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
-    use flowgate::signature::{self, SignatureSet};
-    let mut all = Vec::new();
-    let mut rejected = Vec::new();
-    for f in files {
-        let (ok, bad) = signature::load_file(f).map_err(anyhow::Error::msg)?;
+    let cfg = config::SignaturesConfig {
+        enabled: true,
+        builtin: false,
+        rule_files: files.to_vec(),
+        strict: false,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let set = Ruleset::load(&cfg)?;
+    for f in &set.files {
         emit(&format!(
             "{}: {} rule(s) map, {} do not\n",
-            f.display(),
-            ok.len(),
-            bad.len()
+            f.path.display(),
+            f.loaded,
+            f.rejected
         ));
-        all.extend(ok);
-        rejected.extend(bad);
     }
-    for r in &rejected {
+    for r in &set.rejected {
         emit(&format!("  skipped {r}\n"));
     }
-    let mut book = rules::RuleBook::builtin();
-    let mut metas = Vec::new();
-    for r in &all {
-        metas.push(
-            book.insert(r.meta.clone())
-                .map_err(|id| anyhow::anyhow!("rule id {id} is defined twice"))?,
-        );
-    }
-    let n = all.len();
-    let started = std::time::Instant::now();
-    SignatureSet::compile(all, metas)?;
     emit(&format!(
-        "compiled {n} rule(s) in {:.2} s\n",
+        "compiled {} rule(s) in {:.2} s\n",
+        set.signature_count(),
         started.elapsed().as_secs_f64()
     ));
-    Ok(if rejected.is_empty() {
+    Ok(if set.rejected.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

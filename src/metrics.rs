@@ -6,7 +6,7 @@
 //! offender gauge (at most `TOP_K` series at a time).
 
 use crate::engine::Stats;
-use crate::rules::Ruleset;
+use crate::ruleset::Ruleset;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use metrics_util::MetricKindMask;
@@ -23,20 +23,30 @@ const LATENCY_BUCKETS: [f64; 16] = [
     0.25, 1.0,
 ];
 
+/// The Prometheus exporter could not start (address in use, a recorder
+/// already installed).
+#[derive(Debug, thiserror::Error)]
+#[error("metrics listener on {listen}: {source}")]
+pub struct MetricsError {
+    pub listen: SocketAddr,
+    #[source]
+    pub source: metrics_exporter_prometheus::BuildError,
+}
+
 /// Starts the `/metrics` HTTP listener (its own thread) and installs the
 /// global recorder.
-pub fn install(listen: SocketAddr, interval: Duration) -> Result<(), String> {
+pub fn install(listen: SocketAddr, interval: Duration) -> Result<(), MetricsError> {
     PrometheusBuilder::new()
         .with_http_listener(listen)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
-        .map_err(|e| e.to_string())?
+        .map_err(|source| MetricsError { listen, source })?
         // A top-K offender that left the top K stops being reported.
         .idle_timeout(
             MetricKindMask::GAUGE,
             Some(interval * 3 + Duration::from_secs(1)),
         )
         .install()
-        .map_err(|e| format!("metrics listener on {listen}: {e}"))?;
+        .map_err(|source| MetricsError { listen, source })?;
     describe();
     Ok(())
 }
@@ -55,6 +65,10 @@ fn describe() {
     describe_counter!(
         "flowgate_packets_allowed_total",
         "Packets allowed (forwarded)"
+    );
+    describe_counter!(
+        "flowgate_signature_scan_errors_total",
+        "Hyperscan scans that failed: HTTP request data that was not inspected"
     );
     describe_counter!(
         "flowgate_packets_dropped_total",
@@ -159,6 +173,7 @@ impl ShardPublisher {
             "flowgate_packets_total",
             "flowgate_bytes_total",
             "flowgate_packets_allowed_total",
+            "flowgate_signature_scan_errors_total",
         ] {
             counter!(name, "shard" => sh.clone()).absolute(0);
         }
@@ -193,6 +208,11 @@ impl ShardPublisher {
         inc("flowgate_packets_total", now.packets, l.packets);
         inc("flowgate_bytes_total", now.bytes, l.bytes);
         inc("flowgate_packets_allowed_total", now.allowed, l.allowed);
+        inc(
+            "flowgate_signature_scan_errors_total",
+            now.signature_scan_errors,
+            l.signature_scan_errors,
+        );
         for (kind, &n) in &now.malformed {
             let old = l.malformed.get(kind).copied().unwrap_or(0);
             if n > old {

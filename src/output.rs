@@ -3,7 +3,6 @@
 
 use crate::alert::Event;
 use crate::engine::Verdict;
-use crate::pipeline::{Collector, ShardOutput};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -13,6 +12,46 @@ use std::path::{Path, PathBuf};
 /// Most distinct offenders tallied for the summary; past this, new sources
 /// are counted only in the totals (a spoofed flood must not grow memory).
 const MAX_OFFENDERS: usize = 65_536;
+
+/// What a shard worker reports after a batch.
+pub struct ShardOutput {
+    pub events: Vec<Event>,
+    /// (pcap_cnt, verdict), if verdict recording is on.
+    pub verdicts: Vec<(u64, Verdict)>,
+}
+
+/// Receives shard output on one thread (the offline collector, the live
+/// sink): the one place decisions are written out.
+pub trait Collector: Send + 'static {
+    fn collect(&mut self, out: ShardOutput);
+}
+
+/// End-of-run summary format on stdout.
+#[derive(Copy, Clone, Debug, clap::ValueEnum, PartialEq, Eq, Default)]
+pub enum SummaryFormat {
+    #[default]
+    Text,
+    Json,
+    None,
+}
+
+/// An output file that could not be opened or written; names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct OutputError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl OutputError {
+    fn new(path: &Path, source: std::io::Error) -> OutputError {
+        OutputError {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Offender {
@@ -34,7 +73,7 @@ pub struct Recorder {
     /// asked for (`--write-allowed`).
     pub allowed: Option<Vec<u64>>,
     /// First write error; writing stops there and the run reports it.
-    pub error: Option<String>,
+    pub error: Option<OutputError>,
     /// SQLite audit log, written on its own thread.
     pub audit: Option<crate::audit::AuditSink>,
 }
@@ -48,10 +87,9 @@ pub fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 impl Recorder {
-    pub fn new(alerts: Option<&Path>, verdicts: Option<&Path>) -> std::io::Result<Recorder> {
-        let open = |p: &Path| -> std::io::Result<(PathBuf, BufWriter<File>)> {
-            let f = open_append(p)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+    pub fn new(alerts: Option<&Path>, verdicts: Option<&Path>) -> Result<Recorder, OutputError> {
+        let open = |p: &Path| -> Result<(PathBuf, BufWriter<File>), OutputError> {
+            let f = open_append(p).map_err(|e| OutputError::new(p, e))?;
             Ok((p.to_path_buf(), BufWriter::with_capacity(1 << 16, f)))
         };
         Ok(Recorder {
@@ -66,33 +104,34 @@ impl Recorder {
         })
     }
 
-    pub fn flush(&mut self) -> Result<(), String> {
+    /// Flushes every output; returns the first write error of the run (once).
+    pub fn flush(&mut self) -> Result<(), OutputError> {
         if let Some(a) = self.audit.as_mut() {
             a.finish();
         }
         for (path, w) in self.alerts.iter_mut().chain(self.verdicts.iter_mut()) {
-            w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+            w.flush().map_err(|e| OutputError::new(path, e))?;
         }
-        match &self.error {
-            Some(e) => Err(e.clone()),
+        match self.error.take() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
     /// Writes buffered alert lines through to the file.
-    pub fn flush_alerts(&mut self) -> Result<(), String> {
+    pub fn flush_alerts(&mut self) -> Result<(), OutputError> {
         if let Some((path, w)) = self.alerts.as_mut() {
-            w.flush().map_err(|e| format!("{}: {e}", path.display()))?;
+            w.flush().map_err(|e| OutputError::new(path, e))?;
         }
         Ok(())
     }
 
     /// Reopens the alert log by path (after logrotate moved it away); a
     /// failure keeps writing to the old file.
-    pub fn reopen_alerts(&mut self) -> Result<(), String> {
+    pub fn reopen_alerts(&mut self) -> Result<(), OutputError> {
         self.flush_alerts()?;
         if let Some((path, w)) = self.alerts.as_mut() {
-            let f = open_append(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let f = open_append(path).map_err(|e| OutputError::new(path, e))?;
             *w = BufWriter::with_capacity(1 << 16, f);
             // A write error was about the old file.
             self.error = None;
@@ -119,7 +158,7 @@ impl Recorder {
         };
         if let Some((path, w)) = target {
             if let Err(e) = w.write_all(line.as_bytes()) {
-                self.error = Some(format!("{}: {e}", path.display()));
+                self.error = Some(OutputError::new(path, e));
             }
         }
     }

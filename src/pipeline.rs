@@ -9,11 +9,11 @@
 //!    └──────────── recycled batches ◄─────────────┘
 //! ```
 
-use crate::alert::Event;
 use crate::config::Config;
-use crate::engine::{RawFrame, ShardEngine, Stats, Verdict};
+use crate::engine::{RawFrame, ShardEngine, Stats};
+use crate::output::{Collector, ShardOutput};
 use crate::packet::{self, LinkType, Ts};
-use crate::rules::Ruleset;
+use crate::ruleset::Ruleset;
 use crate::shard;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
@@ -66,16 +66,17 @@ enum ToShard {
     Finish(Ts),
 }
 
-/// What a worker reports after a batch.
-pub struct ShardOutput {
-    pub events: Vec<Event>,
-    /// (pcap_cnt, verdict), if verdict recording is on.
-    pub verdicts: Vec<(u64, Verdict)>,
-}
-
-/// Receives worker output on the collector thread.
-pub trait Collector: Send + 'static {
-    fn collect(&mut self, out: ShardOutput);
+/// Why the offline pipeline could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot start shard threads: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot start shard threads: {0}")]
+    Scratch(#[from] crate::signature::ScratchError),
+    #[error("shard {0} worker panicked")]
+    ShardPanicked(usize),
+    #[error("collector thread panicked")]
+    CollectorPanicked,
 }
 
 pub struct Pipeline<C: Collector> {
@@ -96,7 +97,7 @@ impl<C: Collector> Pipeline<C> {
         rules: Arc<Ruleset>,
         collector: C,
         record_verdicts: bool,
-    ) -> std::io::Result<Pipeline<C>> {
+    ) -> Result<Pipeline<C>, PipelineError> {
         let shards = cfg.shards();
         let depth = cfg.engine.queue_batches;
         let (pool_tx, pool_rx) = bounded::<Batch>(shards * (depth + 2));
@@ -106,13 +107,13 @@ impl<C: Collector> Pipeline<C> {
         for id in 0..shards {
             let (tx, rx) = bounded::<ToShard>(depth);
             to_shard.push(tx);
-            let engine =
-                ShardEngine::new(cfg.clone(), rules.clone()).map_err(std::io::Error::other)?;
+            let engine = ShardEngine::new(cfg.clone(), rules.clone())?;
             let (pool_tx, out_tx) = (pool_tx.clone(), out_tx.clone());
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("shard-{id}"))
-                    .spawn(move || run_shard(engine, rx, pool_tx, out_tx, record_verdicts))?,
+                    .spawn(move || run_shard(engine, rx, pool_tx, out_tx, record_verdicts))
+                    .map_err(PipelineError::Spawn)?,
             );
         }
         drop(out_tx);
@@ -124,7 +125,8 @@ impl<C: Collector> Pipeline<C> {
                     c.collect(out);
                 }
                 c
-            })?;
+            })
+            .map_err(PipelineError::Spawn)?;
         Ok(Pipeline {
             shards,
             batch_size: cfg.engine.batch_size,
@@ -193,7 +195,7 @@ impl<C: Collector> Pipeline<C> {
 
     /// Flushes, closes every open episode at the last packet time, waits
     /// for the workers and returns their summed counters and the collector.
-    pub fn finish(mut self) -> Result<(Stats, Vec<Stats>, C), String> {
+    pub fn finish(mut self) -> Result<(Stats, Vec<Stats>, C), PipelineError> {
         for s in 0..self.shards {
             if !self.filling[s].frames.is_empty() {
                 self.flush(s);
@@ -204,16 +206,17 @@ impl<C: Collector> Pipeline<C> {
         let mut total = Stats::default();
         let mut per_shard = Vec::new();
         for (i, w) in self.workers.drain(..).enumerate() {
-            let s = w.join().map_err(|_| format!("shard {i} worker panicked"))?;
+            let s = w.join().map_err(|_| PipelineError::ShardPanicked(i))?;
             total.add(&s);
             per_shard.push(s);
         }
+        // `finish` takes `self`: the collector is still there.
         let c = self
             .collector
             .take()
-            .ok_or("collector already taken")?
+            .ok_or(PipelineError::CollectorPanicked)?
             .join()
-            .map_err(|_| "collector thread panicked".to_string())?;
+            .map_err(|_| PipelineError::CollectorPanicked)?;
         Ok((total, per_shard, c))
     }
 }

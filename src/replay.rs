@@ -155,13 +155,40 @@ impl Tx {
     }
 }
 
-fn open(iface: &str, queue: u32) -> anyhow::Result<Tx> {
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("AF_XDP sockets need CAP_NET_RAW: run as root or grant it")]
+    NoCapability,
+    #[error("interface {iface}: {source} (does it exist in this network namespace?)")]
+    NoInterface {
+        iface: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("--speed {0}: must be a positive number (1 = recorded timing)")]
+    BadSpeed(f64),
+    #[error("--pps 0: must be at least 1")]
+    ZeroPps,
+    #[error("{}: link type {link}: replay sends Ethernet frames only", path.display())]
+    NotEthernet {
+        path: std::path::PathBuf,
+        link: String,
+    },
+    #[error(transparent)]
+    Input(#[from] crate::source::pcap::PcapError),
+    #[error(transparent)]
+    Xsk(#[from] crate::xsk::XskError),
+}
+
+fn open(iface: &str, queue: u32) -> Result<Tx, ReplayError> {
     let missing = crate::xdp::missing_capabilities(true);
     if missing.iter().any(|m| m.starts_with("CAP_NET_RAW")) {
-        anyhow::bail!("AF_XDP sockets need CAP_NET_RAW: run as root or grant it");
+        return Err(ReplayError::NoCapability);
     }
-    nix::net::if_::if_nametoindex(iface).map_err(|e| {
-        anyhow::anyhow!("interface {iface}: {e} (does it exist in this network namespace?)")
+    nix::net::if_::if_nametoindex(iface).map_err(|source| ReplayError::NoInterface {
+        iface: iface.to_string(),
+        source,
     })?;
     let (umem, descs) = crate::xsk::umem(4096, 2048)?;
     let r = crate::xsk::bind(&umem, iface, queue, 2048)?;
@@ -192,14 +219,14 @@ fn wait_until(t: Instant) {
     }
 }
 
-pub fn run(o: &Options) -> anyhow::Result<Report> {
+pub fn run(o: &Options) -> Result<Report, ReplayError> {
     if let Pace::Speed(s) = o.pace {
         if !(s.is_finite() && s > 0.0) {
-            anyhow::bail!("--speed {s}: must be a positive number (1 = recorded timing)");
+            return Err(ReplayError::BadSpeed(s));
         }
     }
     if o.pace == Pace::Pps(0) {
-        anyhow::bail!("--pps 0: must be at least 1");
+        return Err(ReplayError::ZeroPps);
     }
     let mut src = PcapSource::open(o.pcap)?;
     let mut tx = open(o.iface, o.queue)?;
@@ -267,10 +294,10 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         }
     });
     if let Some(link) = bad_link {
-        anyhow::bail!(
-            "{}: link type {link:?}: replay sends Ethernet frames only",
-            o.pcap.display()
-        );
+        return Err(ReplayError::NotEthernet {
+            path: o.pcap.to_path_buf(),
+            link: format!("{link:?}"),
+        });
     }
     if let Err(e) = res {
         rep.input_error = Some(e.to_string());

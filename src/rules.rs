@@ -1,5 +1,9 @@
 //! Rule identities: every decision names one of these. IDs are stable
 //! across releases; they are what operators grep for and build dashboards on.
+//!
+//! A leaf: ids, metadata and the book of every rule loaded. What compiles
+//! signature rules registers them here (`signature::SignatureSet::compile`);
+//! `ruleset` ties the two together for the engine.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -20,8 +24,34 @@ pub struct RuleMeta {
     pub category: Cow<'static, str>,
     /// 1 = high … 4 = informational, as in Suricata.
     pub severity: u8,
-    /// What fires it, for `flowgate rules list` and the README table.
+    /// What fires it, for `flowgate rules list`. Config keys appear as
+    /// `{section.key}` and are filled in with the running values by
+    /// [`RuleMeta::fires_when`]: defaults live only in `config.rs`.
     pub fires_when: Cow<'static, str>,
+}
+
+impl RuleMeta {
+    /// `fires_when` with each `{key}` written as `key (value)`, the value
+    /// looked up by `value_of` (the effective configuration). A key it does
+    /// not know stays as written.
+    pub fn fires_when(&self, value_of: impl Fn(&str) -> Option<String>) -> String {
+        let mut out = String::with_capacity(self.fires_when.len() + 32);
+        let mut rest: &str = &self.fires_when;
+        while let Some(open) = rest.find('{') {
+            let Some(len) = rest[open..].find('}') else {
+                break;
+            };
+            let key = &rest[open + 1..open + len];
+            out.push_str(&rest[..open]);
+            match value_of(key) {
+                Some(v) => out.push_str(&format!("{key} ({v})")),
+                None => out.push_str(key),
+            }
+            rest = &rest[open + len + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
 }
 
 pub const ICMP_FLOOD: RuleId = 9_100_001;
@@ -46,7 +76,7 @@ pub static BUILTIN: &[RuleMeta] = &[
         msg: Cow::Borrowed("FLOWGATE DOS ICMP echo request flood"),
         category: Cow::Borrowed(DOS),
         severity: 2,
-        fires_when: Cow::Borrowed("a source sends more than detect.icmp_flood.limit (100) ICMP/ICMPv6 echo requests within detect.icmp_flood.window (1s)"),
+        fires_when: Cow::Borrowed("a source sends more than {detect.icmp_flood.limit} ICMP/ICMPv6 echo requests within {detect.icmp_flood.window}"),
     },
     RuleMeta {
         id: SYN_FLOOD,
@@ -55,7 +85,7 @@ pub static BUILTIN: &[RuleMeta] = &[
         msg: Cow::Borrowed("FLOWGATE DOS TCP SYN flood"),
         category: Cow::Borrowed(DOS),
         severity: 2,
-        fires_when: Cow::Borrowed("a source sends more than detect.syn_flood.limit (200) SYNs without ACK within detect.syn_flood.window (1s)"),
+        fires_when: Cow::Borrowed("a source sends more than {detect.syn_flood.limit} SYNs without ACK within {detect.syn_flood.window}"),
     },
     RuleMeta {
         id: SYN_HALF_OPEN,
@@ -64,7 +94,7 @@ pub static BUILTIN: &[RuleMeta] = &[
         msg: Cow::Borrowed("FLOWGATE DOS TCP half-open connection flood"),
         category: Cow::Borrowed(DOS),
         severity: 2,
-        fires_when: Cow::Borrowed("more than detect.syn_flood.half_open_limit (100) of a source's handshakes get no final ACK within half_open_timeout (3s), counted over half_open_window (10s)"),
+        fires_when: Cow::Borrowed("more than {detect.syn_flood.half_open_limit} of a source's handshakes get no final ACK within {detect.syn_flood.half_open_timeout}, counted over {detect.syn_flood.half_open_window}"),
     },
     RuleMeta {
         id: SCAN_NULL,
@@ -109,7 +139,7 @@ pub static BUILTIN: &[RuleMeta] = &[
         msg: Cow::Borrowed("FLOWGATE SCAN TCP port scan"),
         category: Cow::Borrowed(SCAN),
         severity: 2,
-        fires_when: Cow::Borrowed("a source probes (SYN) more than detect.port_scan.distinct_ports (30) distinct ports, or distinct_pairs (100) host:port pairs, that it never completes a handshake with, within detect.port_scan.window (10s)"),
+        fires_when: Cow::Borrowed("a source probes (SYN) more than {detect.port_scan.distinct_ports} distinct ports, or {detect.port_scan.distinct_pairs} host:port pairs, that it never completes a handshake with, within {detect.port_scan.window}"),
     },
     RuleMeta {
         id: MALFORMED,
@@ -118,7 +148,7 @@ pub static BUILTIN: &[RuleMeta] = &[
         msg: Cow::Borrowed("FLOWGATE DECODE malformed packet"),
         category: Cow::Borrowed("Generic Protocol Command Decode"),
         severity: 3,
-        fires_when: Cow::Borrowed("a frame fails to decode (truncated or invalid headers) and engine.drop_malformed is true; counted by kind, never alerted"),
+        fires_when: Cow::Borrowed("a frame fails to decode (truncated or invalid headers) and {engine.drop_malformed}; counted by kind, never alerted"),
     },
 ];
 
@@ -164,73 +194,19 @@ impl RuleBook {
     }
 }
 
-/// Everything the engine decides with: rule metadata and the compiled
-/// signatures. Built off the packet path; shards hold it by `Arc`, and a
-/// reload hands them a new one between batches.
-#[derive(Debug)]
-pub struct Ruleset {
-    pub book: RuleBook,
-    pub signatures: Option<Arc<crate::signature::SignatureSet>>,
-    /// Rules that did not load, with why.
-    pub rejected: Vec<crate::signature::Rejected>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Ruleset {
-    /// Behavioural rules only.
-    pub fn builtin_only() -> Ruleset {
-        Ruleset {
-            book: RuleBook::builtin(),
-            signatures: None,
-            rejected: Vec::new(),
-        }
-    }
-
-    /// Loads and compiles what `cfg` asks for. Fails on unreadable files,
-    /// duplicate IDs and compile errors (naming rule and pattern), and on
-    /// unmappable Suricata rules when `strict`.
-    pub fn load(cfg: &crate::config::SignaturesConfig) -> Result<Ruleset, String> {
-        use crate::signature::{self, SignatureSet};
-        let mut book = RuleBook::builtin();
-        if !cfg.enabled {
-            return Ok(Ruleset {
-                book,
-                signatures: None,
-                rejected: Vec::new(),
-            });
-        }
-        let mut rules = Vec::new();
-        let mut rejected = Vec::new();
-        if cfg.builtin {
-            rules.extend(signature::native::parse(
-                signature::BUILTIN_SQLI,
-                "built-in sqli.toml",
-            )?);
-        }
-        for path in &cfg.rule_files {
-            let (ok, bad) = signature::load_file(path)?;
-            rules.extend(ok);
-            rejected.extend(bad);
-        }
-        if cfg.strict && !rejected.is_empty() {
-            let list: Vec<String> = rejected.iter().map(|r| r.to_string()).collect();
-            return Err(format!(
-                "{} rule(s) do not map (signatures.strict = true):\n  {}",
-                list.len(),
-                list.join("\n  ")
-            ));
-        }
-        let mut metas = Vec::with_capacity(rules.len());
-        for r in &rules {
-            let m = book
-                .insert(r.meta.clone())
-                .map_err(|id| format!("rule id {id} is defined twice (IDs must be unique across built-in and loaded rules)"))?;
-            metas.push(m);
-        }
-        let set = SignatureSet::compile(rules, metas).map_err(|e| e.to_string())?;
-        Ok(Ruleset {
-            book,
-            signatures: (!set.is_empty()).then(|| Arc::new(set)),
-            rejected,
-        })
+    #[test]
+    fn fires_when_fills_in_running_values() {
+        let m = BUILTIN.iter().find(|m| m.id == ICMP_FLOOD).unwrap();
+        let text = m.fires_when(|k| (k == "detect.icmp_flood.limit").then(|| "7".to_string()));
+        assert_eq!(
+            text,
+            "a source sends more than detect.icmp_flood.limit (7) ICMP/ICMPv6 echo requests \
+             within detect.icmp_flood.window"
+        );
+        assert!(!text.contains('{'));
     }
 }

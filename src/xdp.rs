@@ -7,6 +7,7 @@
 //! blocklist the kernel enforces at the driver. `flowgate live` binds the
 //! sockets on top.
 
+use crate::config::XdpAttachMode;
 use aya::maps::{HashMap as BpfHashMap, LpmTrie, Map, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{Xdp, XdpMode};
@@ -18,9 +19,6 @@ use std::time::Duration;
 
 /// The compiled program, built by build.rs with clang.
 pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flowgate_xdp.o"));
-
-/// Where links and maps are pinned by default.
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowgate";
 
 const MAPS: [&str; 8] = [
     "blocklist_v4",
@@ -73,8 +71,8 @@ pub struct AttachOptions<'a> {
     pub egress: &'a str,
     pub pin_dir: &'a Path,
     pub fail_closed: bool,
-    /// `None`: native (driver) mode, falling back to generic (skb) mode.
-    pub mode: Option<XdpMode>,
+    /// `Auto`: native (driver) mode, falling back to generic (skb) mode.
+    pub mode: XdpAttachMode,
     pub blocklist_capacity: u32,
     pub allowlist: &'a [IpNet],
 }
@@ -207,8 +205,9 @@ pub fn attach(o: &AttachOptions) -> Result<(), XdpError> {
     prog.load().map_err(bpf("verifying the XDP program"))?;
     for iface in [o.ingress, o.egress] {
         let modes: &[XdpMode] = match o.mode {
-            Some(m) => &[m][..],
-            None => &[XdpMode::Driver, XdpMode::Skb][..],
+            XdpAttachMode::Native => &[XdpMode::Driver][..],
+            XdpAttachMode::Generic => &[XdpMode::Skb][..],
+            XdpAttachMode::Auto => &[XdpMode::Driver, XdpMode::Skb][..],
         };
         let mut last = None;
         let mut id = None;

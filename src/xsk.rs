@@ -3,29 +3,79 @@
 
 use std::error::Error as _;
 use std::num::NonZeroU32;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An AF_XDP setup step that failed, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("ring size {ring}: {source}")]
+    RingSize {
+        ring: u32,
+        #[source]
+        source: BoxError,
+    },
+    #[error("UMEM config: {0}")]
+    UmemConfig(#[source] BoxError),
+    #[error("UMEM of 0 frames")]
+    NoFrames,
+    #[error("UMEM of {frames} frames: {source}{cause} (locked memory: raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")]
+    Umem {
+        frames: u32,
+        /// The underlying OS error, spelled out (libxdp wraps it).
+        cause: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("interface name {iface}: {source}")]
+    InterfaceName {
+        iface: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{iface} queue {queue}: bound twice on one UMEM (no fill ring)")]
+    BoundTwice { iface: String, queue: u32 },
+    #[error(
+        "AF_XDP socket on {iface} queue {queue}: {source}{cause} (needs CONFIG_XDP_SOCKETS, \
+         CAP_NET_RAW, and a queue no other AF_XDP socket holds)"
+    )]
+    Socket {
+        iface: String,
+        queue: u32,
+        cause: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+fn ring_size(ring: u32) -> Result<QueueSize, XskError> {
+    QueueSize::new(ring).map_err(|e| XskError::RingSize {
+        ring,
+        source: e.into(),
+    })
+}
 use std::time::{Duration, Instant};
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 /// A UMEM of `frames` default-sized (4 KiB) frames and rings of `ring`.
-pub fn umem(frames: u32, ring: u32) -> anyhow::Result<(Umem, Vec<FrameDesc>)> {
+pub fn umem(frames: u32, ring: u32) -> Result<(Umem, Vec<FrameDesc>), XskError> {
     let _ = nix::sys::resource::setrlimit(
         nix::sys::resource::Resource::RLIMIT_MEMLOCK,
         nix::sys::resource::RLIM_INFINITY,
         nix::sys::resource::RLIM_INFINITY,
     );
-    let q = QueueSize::new(ring).map_err(|e| anyhow::anyhow!("ring size {ring}: {e}"))?;
+    let q = ring_size(ring)?;
     let cfg = UmemConfig::builder()
         .fill_queue_size(q)
         .comp_queue_size(q)
         .build()
-        .map_err(|e| anyhow::anyhow!("UMEM config: {e}"))?;
-    let n = NonZeroU32::new(frames).ok_or_else(|| anyhow::anyhow!("UMEM of 0 frames"))?;
-    Umem::new(cfg, n, false).map_err(|e| {
-        anyhow::anyhow!(
-            "UMEM of {frames} frames: {e}{} (locked memory: raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)",
-            cause(&e)
-        )
+        .map_err(|e| XskError::UmemConfig(e.into()))?;
+    let n = NonZeroU32::new(frames).ok_or(XskError::NoFrames)?;
+    Umem::new(cfg, n, false).map_err(|e| XskError::Umem {
+        frames,
+        cause: cause(&e),
+        source: e.into(),
     })
 }
 
@@ -46,17 +96,18 @@ pub struct Rings {
 /// is loaded: flowgate's own program redirects into its own XSKMAP (live),
 /// and sending needs none (replay). A queue still held by a socket that is
 /// closing (a process that just exited) is retried for a moment.
-pub fn bind(umem: &Umem, iface: &str, queue: u32, ring: u32) -> anyhow::Result<Rings> {
-    let q = QueueSize::new(ring).map_err(|e| anyhow::anyhow!("ring size {ring}: {e}"))?;
+pub fn bind(umem: &Umem, iface: &str, queue: u32, ring: u32) -> Result<Rings, XskError> {
+    let q = ring_size(ring)?;
     let cfg = SocketConfig::builder()
         .rx_queue_size(q)
         .tx_queue_size(q)
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
         .build();
-    let name: Interface = iface
-        .parse()
-        .map_err(|e| anyhow::anyhow!("interface name {iface}: {e}"))?;
+    let name: Interface = iface.parse().map_err(|e| XskError::InterfaceName {
+        iface: iface.to_string(),
+        source: Box::new(e),
+    })?;
     let started = Instant::now();
     loop {
         // SAFETY: each (iface, queue) is bound once per UMEM by our callers
@@ -64,7 +115,10 @@ pub fn bind(umem: &Umem, iface: &str, queue: u32, ring: u32) -> anyhow::Result<R
         match unsafe { Socket::new(cfg, umem, &name, queue) } {
             Ok((tx, rx, Some((fq, cq)))) => return Ok(Rings { tx, rx, fq, cq }),
             Ok((_, _, None)) => {
-                anyhow::bail!("{iface} queue {queue}: bound twice on one UMEM (no fill ring)")
+                return Err(XskError::BoundTwice {
+                    iface: iface.to_string(),
+                    queue,
+                })
             }
             Err(e) => {
                 let busy = e
@@ -76,11 +130,12 @@ pub fn bind(umem: &Umem, iface: &str, queue: u32, ring: u32) -> anyhow::Result<R
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
-                anyhow::bail!(
-                    "AF_XDP socket on {iface} queue {queue}: {e}{} (needs CONFIG_XDP_SOCKETS, \
-                     CAP_NET_RAW, and a queue no other AF_XDP socket holds)",
-                    cause(&e)
-                )
+                return Err(XskError::Socket {
+                    iface: iface.to_string(),
+                    queue,
+                    cause: cause(&e),
+                    source: e.into(),
+                });
             }
         }
     }

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use flowgate::synth::MIXED_ATTACKERS;
+use flowgate_synth::MIXED_ATTACKERS;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn alerts_by_source(lines: &[String]) -> BTreeMap<String, BTreeSet<u64>> {
@@ -261,7 +261,7 @@ fn real_captures_find_each_tool_with_the_right_rule() {
 }
 
 fn synth_mixed_len() -> u64 {
-    flowgate::synth::mixed().len() as u64
+    flowgate_synth::mixed().len() as u64
 }
 
 #[test]

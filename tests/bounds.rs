@@ -6,7 +6,7 @@ use flowgate::alert::Event;
 use flowgate::config::Config;
 use flowgate::engine::{RawFrame, ShardEngine};
 use flowgate::packet::LinkType;
-use flowgate::synth::{self, flags, EPOCH, MS};
+use flowgate_synth::{self as synth, flags, EPOCH, MS};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 

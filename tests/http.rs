@@ -6,8 +6,8 @@ use common::*;
 use flowgate::engine::Verdict;
 use flowgate::packet::LinkType;
 use flowgate::pipeline::Pipeline;
-use flowgate::rules::Ruleset;
-use flowgate::synth;
+use flowgate::ruleset::Ruleset;
+use flowgate_synth as synth;
 use std::sync::Arc;
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use flowgate::synth;
+use flowgate_synth as synth;
 use proptest::prelude::*;
 
 fn check(seed: u64, n: usize, sources: u8, overrides: &[(&str, &str)]) {

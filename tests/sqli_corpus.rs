@@ -3,7 +3,7 @@
 
 mod common;
 use flowgate::config::Config;
-use flowgate::rules::Ruleset;
+use flowgate::ruleset::Ruleset;
 use flowgate::signature::Scanner;
 use serde::Deserialize;
 

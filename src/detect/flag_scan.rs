@@ -4,6 +4,21 @@
 use super::Detection;
 use crate::packet::{Packet, TcpFlags as F};
 use crate::rules;
+use serde::{Deserialize, Serialize};
+
+/// The `[detect.flag_scan]` config section (owned here, so the detector
+/// does not depend on the config module).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagScanConfig {
+    pub enabled: bool,
+}
+
+impl Default for FlagScanConfig {
+    fn default() -> Self {
+        FlagScanConfig { enabled: true }
+    }
+}
 
 pub fn inspect(pkt: &Packet) -> Option<Detection> {
     let f = pkt.tcp_flags;

@@ -1,9 +1,32 @@
 //! ICMP echo flood: too many echo requests from one source in a window.
 
 use super::{fmt_window, Detection, WindowCount};
-use crate::config::IcmpFloodConfig;
 use crate::packet::Ts;
 use crate::rules;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// This detector's `[detect.*]` config section (owned here, so the
+/// detector does not depend on the config module).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IcmpFloodConfig {
+    pub enabled: bool,
+    /// Echo requests allowed per window; one more fires.
+    pub limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for IcmpFloodConfig {
+    fn default() -> Self {
+        IcmpFloodConfig {
+            enabled: true,
+            limit: 100,
+            window: Duration::from_secs(1),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct State {

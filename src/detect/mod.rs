@@ -8,11 +8,22 @@ pub mod icmp_flood;
 pub mod port_scan;
 pub mod syn_flood;
 
-use crate::config::DetectConfig;
 use crate::packet::{Packet, Proto, Ts};
 use crate::rules::RuleId;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
+
+/// The `[detect]` config section: one sub-section per detector, each
+/// defined next to the detector that reads it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    pub icmp_flood: icmp_flood::IcmpFloodConfig,
+    pub syn_flood: syn_flood::SynFloodConfig,
+    pub flag_scan: flag_scan::FlagScanConfig,
+    pub port_scan: port_scan::PortScanConfig,
+}
 
 /// A detector's finding: the rule, and the measurement against its limit.
 #[derive(Clone, Debug, PartialEq)]

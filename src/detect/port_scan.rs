@@ -7,9 +7,35 @@
 //! answers SYN-ACKs with RST and so stays unanswered.
 
 use super::{fmt_window, hash_endpoint, Detection};
-use crate::config::PortScanConfig;
 use crate::packet::{Packet, TcpFlags as F, Ts};
 use crate::rules;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// This detector's `[detect.*]` config section (owned here, so the
+/// detector does not depend on the config module).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortScanConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Distinct unanswered destination ports allowed per window.
+    pub distinct_ports: u32,
+    /// Distinct unanswered (host, port) pairs allowed per window.
+    pub distinct_pairs: u32,
+}
+
+impl Default for PortScanConfig {
+    fn default() -> Self {
+        PortScanConfig {
+            enabled: true,
+            window: Duration::from_secs(10),
+            distinct_ports: 30,
+            distinct_pairs: 100,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct State {

@@ -7,10 +7,47 @@
 //!   needs only the source's own packets and stays within its shard.
 
 use super::{fmt_window, hash_endpoint, Detection, WindowCount};
-use crate::config::SynFloodConfig;
 use crate::packet::{Packet, TcpFlags as F, Ts};
 use crate::rules;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+/// This detector's `[detect.*]` config section (owned here, so the
+/// detector does not depend on the config module).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SynFloodConfig {
+    pub enabled: bool,
+    /// SYNs (without ACK) allowed per window; one more fires.
+    pub limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Handshakes left half-open allowed per `half_open_window`.
+    pub half_open_limit: u32,
+    /// A SYN with no final ACK from the source after this long is half-open.
+    #[serde(with = "humantime_serde")]
+    pub half_open_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub half_open_window: Duration,
+    /// Pending handshakes tracked per source; the oldest beyond this count
+    /// as half-open at once.
+    pub max_pending: usize,
+}
+
+impl Default for SynFloodConfig {
+    fn default() -> Self {
+        SynFloodConfig {
+            enabled: true,
+            limit: 200,
+            window: Duration::from_secs(1),
+            half_open_limit: 100,
+            half_open_timeout: Duration::from_secs(3),
+            half_open_window: Duration::from_secs(10),
+            max_pending: 1024,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct State {

@@ -18,11 +18,11 @@ mod io;
 mod sink;
 mod worker;
 
-use crate::config::{Config, Sources, XdpAttachMode};
+use crate::config::{Config, Sources};
 use crate::engine::{ShardEngine, Stats};
 use crate::output::Recorder;
 use crate::packet::Ts;
-use crate::rules::Ruleset;
+use crate::ruleset::Ruleset;
 use crate::xdp::{self, XskRegistry};
 use crossbeam_channel::bounded;
 use io::{IoThread, Port};
@@ -84,42 +84,87 @@ pub struct LiveOptions {
     pub sources: Sources,
 }
 
-fn setup_err(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::anyhow!(msg.into())
+/// Why `flowgate live` could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A setup problem found before touching anything; says what to do.
+    #[error("{0}")]
+    Setup(String),
+    #[error("interface {iface}: {source} (does it exist in this network namespace?)")]
+    NoInterface {
+        iface: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(transparent)]
+    Xdp(#[from] xdp::XdpError),
+    #[error(transparent)]
+    Xsk(#[from] crate::xsk::XskError),
+    #[error("rules: {0}")]
+    Rules(#[from] crate::ruleset::RulesetError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Engine(#[from] crate::signature::ScratchError),
+    #[error("{what}: {source}")]
+    Os {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A packet-path thread died or panicked; the log says more.
+    #[error("{0}")]
+    ThreadDied(&'static str),
+}
+
+fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> LiveError {
+    move |source| LiveError::Os { what, source }
+}
+
+/// Why a SIGHUP reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Rules(#[from] crate::ruleset::RulesetError),
 }
 
 /// Checks what live mode needs before touching anything.
-fn preflight(cfg: &Config) -> anyhow::Result<usize> {
+fn preflight(cfg: &Config) -> Result<usize, LiveError> {
     let l = &cfg.live;
     if l.ingress.is_empty() || l.egress.is_empty() {
-        return Err(setup_err(
-            "live needs both ports: --ingress IF --egress IF (or live.ingress / live.egress in the config)",
+        return Err(LiveError::Setup(
+            "live needs both ports: --ingress IF --egress IF (or live.ingress / live.egress in the config)".into(),
         ));
     }
     if l.ingress == l.egress {
-        return Err(setup_err(format!(
+        return Err(LiveError::Setup(format!(
             "--ingress and --egress are both {}: an inline pair needs two interfaces",
             l.ingress
         )));
     }
     xdp::check_privileges(&l.pin_dir)?;
     for iface in [&l.ingress, &l.egress] {
-        nix::net::if_::if_nametoindex(iface.as_str()).map_err(|e| {
-            setup_err(format!(
-                "interface {iface}: {e} (does it exist in this network namespace?)"
-            ))
+        nix::net::if_::if_nametoindex(iface.as_str()).map_err(|source| LiveError::NoInterface {
+            iface: iface.clone(),
+            source,
         })?;
     }
     let (qi, qe) = (xdp::rx_queues(&l.ingress), xdp::rx_queues(&l.egress));
     if qi != qe {
-        return Err(setup_err(format!(
+        return Err(LiveError::Setup(format!(
             "{} has {qi} RX queues and {} has {qe}: give both the same count \
              (`ethtool -L IF combined N`), one I/O thread serves queue q of both",
             l.ingress, l.egress
         )));
     }
     if qi as u32 > xdp::QUEUE_STRIDE {
-        return Err(setup_err(format!(
+        return Err(LiveError::Setup(format!(
             "{} has {qi} RX queues; at most {} are supported",
             l.ingress,
             xdp::QUEUE_STRIDE
@@ -131,7 +176,10 @@ fn preflight(cfg: &Config) -> anyhow::Result<usize> {
 /// One queue pair: a UMEM shared by the sockets on queue `q` of both ports,
 /// fill rings already stocked. Not yet in the XSKMAP: nothing arrives
 /// before the threads that serve it run.
-fn open_queue(cfg: &Config, q: u32) -> anyhow::Result<(Umem, [Port; 2], Vec<xsk_rs::FrameDesc>)> {
+fn open_queue(
+    cfg: &Config,
+    q: u32,
+) -> Result<(Umem, [Port; 2], Vec<xsk_rs::FrameDesc>), LiveError> {
     let l = &cfg.live;
     let (umem, mut descs) = crate::xsk::umem(l.frames_per_queue, l.ring_size)?;
     let mut ports = Vec::with_capacity(2);
@@ -146,7 +194,7 @@ fn open_queue(cfg: &Config, q: u32) -> anyhow::Result<(Umem, [Port; 2], Vec<xsk_
     }
     let ports: [Port; 2] = ports
         .try_into()
-        .map_err(|_| setup_err("expected two ports"))?;
+        .map_err(|_| LiveError::Setup("expected two ports".into()))?;
     Ok((umem, ports, descs))
 }
 
@@ -159,21 +207,21 @@ fn pin_to(core: Option<core_affinity::CoreId>) {
 }
 
 /// Runs until SIGINT/SIGTERM. Config comes from `opts.sources`.
-pub fn run(cfg: Config, opts: LiveOptions) -> anyhow::Result<LiveReport> {
+pub fn run(cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> {
     let queues = preflight(&cfg)?;
     let started = Instant::now();
     let l = cfg.live.clone();
-    let rules = Arc::new(Ruleset::load(&cfg.signatures).map_err(anyhow::Error::msg)?);
+    let rules = Arc::new(Ruleset::load(&cfg.signatures)?);
     for r in &rules.rejected {
         tracing::warn!("rule skipped: {r}");
     }
 
     // Signals first: a SIGTERM during setup must still tear down.
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(os("signal handlers"))?;
 
     if cfg.metrics.enabled {
-        crate::metrics::install(cfg.metrics.listen, cfg.metrics.interval)
-            .map_err(anyhow::Error::msg)?;
+        crate::metrics::install(cfg.metrics.listen, cfg.metrics.interval)?;
         tracing::info!("metrics on http://{}/metrics", cfg.metrics.listen);
     }
 
@@ -182,11 +230,7 @@ pub fn run(cfg: Config, opts: LiveOptions) -> anyhow::Result<LiveReport> {
         egress: &l.egress,
         pin_dir: &l.pin_dir,
         fail_closed: l.fail_closed,
-        mode: match l.xdp_mode {
-            XdpAttachMode::Auto => None,
-            XdpAttachMode::Native => Some(aya::programs::XdpMode::Driver),
-            XdpAttachMode::Generic => Some(aya::programs::XdpMode::Skb),
-        },
+        mode: l.xdp_mode,
         // What the shards can hold together: capacity per bucket × buckets.
         blocklist_capacity: (cfg.block.capacity.div_ceil(crate::shard::BUCKETS)
             * crate::shard::BUCKETS) as u32,
@@ -218,7 +262,7 @@ fn run_attached(
     queues: usize,
     signals: &mut signal_hook::iterator::Signals,
     started: Instant,
-) -> anyhow::Result<LiveReport> {
+) -> Result<LiveReport, LiveError> {
     let l = cfg.live.clone();
     let shards = cfg.shards();
     let publish_every = cfg.metrics.interval;
@@ -245,7 +289,7 @@ fn run_attached(
 
     let mut recorder = Recorder::new(Some(&cfg.output.alerts), None)?;
     if let Some(db) = &cfg.output.sqlite {
-        recorder.audit = Some(crate::audit::AuditSink::start(db).map_err(anyhow::Error::msg)?);
+        recorder.audit = Some(crate::audit::AuditSink::start(db)?);
     }
     let (sink_tx, sink_rx) = bounded::<ToSink>(1024);
     let sink = Sink {
@@ -259,7 +303,8 @@ fn run_attached(
     };
     let sink_thread = std::thread::Builder::new()
         .name("sink".into())
-        .spawn(move || sink.run())?;
+        .spawn(move || sink.run())
+        .map_err(os("sink thread"))?;
 
     // Cores: I/O threads first, shards after, wrapping around.
     let cores = if l.pin_threads {
@@ -281,7 +326,8 @@ fn run_attached(
                     break;
                 }
             }
-        })?;
+        })
+        .map_err(os("events thread"))?;
 
     let mut to_shard = Vec::new();
     let mut shard_rx = Vec::new();
@@ -305,7 +351,7 @@ fn run_attached(
     for (id, rx) in shard_rx.into_iter().enumerate() {
         let w = Worker {
             id,
-            engine: ShardEngine::new(cfg.clone(), rules.clone()).map_err(anyhow::Error::msg)?,
+            engine: ShardEngine::new(cfg.clone(), rules.clone())?,
             rx,
             back: back_tx.clone(),
             events: events_tx.clone(),
@@ -320,7 +366,8 @@ fn run_attached(
                 .spawn(move || {
                     pin_to(c);
                     w.run()
-                })?,
+                })
+                .map_err(os("shard thread"))?,
         );
     }
     drop(events_tx);
@@ -350,7 +397,8 @@ fn run_attached(
                 .spawn(move || {
                     pin_to(c);
                     t.run()
-                })?,
+                })
+                .map_err(os("I/O thread"))?,
         );
     }
     if !l.inspect {
@@ -373,7 +421,8 @@ fn run_attached(
     // A second SIGINT/SIGTERM during the drain exits at once (status 1).
     let hurry = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 1, hurry.clone())?;
+        signal_hook::flag::register_conditional_shutdown(sig, 1, hurry.clone())
+            .map_err(os("signal handlers"))?;
     }
 
     // Control loop: the only place config changes. Also watches the
@@ -381,7 +430,7 @@ fn run_attached(
     // rather than leaving a port half served.
     let mut current = cfg.clone();
     let mut generation = 0u64;
-    let mut failure: Option<String> = None;
+    let mut failure: Option<&'static str> = None;
     'control: loop {
         let dead = io_threads
             .iter()
@@ -390,7 +439,7 @@ fn run_attached(
             .chain([sink_thread.is_finished(), forwarder.is_finished()])
             .any(|f| f);
         if dead {
-            failure = Some("a flowgate thread ended unexpectedly (see the log above)".into());
+            failure = Some("a flowgate thread ended unexpectedly (see the log above)");
             tracing::error!("a packet-path thread died: stopping");
             break;
         }
@@ -439,7 +488,7 @@ fn run_attached(
     stop.store(true, Ordering::Relaxed);
     for t in io_threads {
         if t.join().is_err() {
-            failure.get_or_insert_with(|| "an I/O thread panicked".into());
+            failure.get_or_insert("an I/O thread panicked");
         }
     }
     let end = wall_ns();
@@ -449,16 +498,16 @@ fn run_attached(
     drop(to_shard);
     for w in workers {
         if w.join().is_err() {
-            failure.get_or_insert_with(|| "a shard worker panicked".into());
+            failure.get_or_insert("a shard worker panicked");
         }
     }
     let _ = forwarder.join();
     drop(sink_tx);
     let sink_report = sink_thread
         .join()
-        .map_err(|_| setup_err("sink thread panicked"))?;
+        .map_err(|_| LiveError::ThreadDied("sink thread panicked"))?;
     if let Some(f) = failure {
-        return Err(setup_err(f));
+        return Err(LiveError::ThreadDied(f));
     }
     let stats = shared.totals.lock().map(|t| t.clone()).unwrap_or_default();
     Ok(LiveReport {
@@ -471,8 +520,8 @@ fn run_attached(
 
 /// Re-reads config and rules off the packet path. Keys that need a
 /// restart keep their running values (and are named).
-fn reload(current: &Config, sources: &Sources) -> Result<(Arc<Config>, Arc<Ruleset>), String> {
-    let fresh = Config::load(sources).map_err(|e| e.to_string())?;
+fn reload(current: &Config, sources: &Sources) -> Result<(Arc<Config>, Arc<Ruleset>), ReloadError> {
+    let fresh = Config::load(sources)?;
     let fixed = current.restart_only_changes(&fresh);
     if !fixed.is_empty() {
         tracing::warn!(
@@ -481,12 +530,7 @@ fn reload(current: &Config, sources: &Sources) -> Result<(Arc<Config>, Arc<Rules
         );
     }
     let cfg = current.reloadable_from(&fresh);
+    // With signatures.strict, a rule that does not map is an error here.
     let rules = Ruleset::load(&cfg.signatures)?;
-    if cfg.signatures.strict && !rules.rejected.is_empty() {
-        return Err(format!(
-            "{} rule(s) did not load and signatures.strict is set",
-            rules.rejected.len()
-        ));
-    }
     Ok((Arc::new(cfg), Arc::new(rules)))
 }

@@ -3,8 +3,7 @@
 //! top offenders, kernel blocklist size).
 
 use crate::alert::Event;
-use crate::output::Recorder;
-use crate::pipeline::{Collector, ShardOutput};
+use crate::output::{Collector, OutputError, Recorder, ShardOutput};
 use crate::xdp::Blocklist;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::path::PathBuf;
@@ -32,7 +31,8 @@ pub struct SinkReport {
     pub alerts: u64,
     pub kernel_blocks: u64,
     pub kernel_block_errors: u64,
-    pub write_error: Option<String>,
+    /// The first alert-log write error of the run.
+    pub write_error: Option<OutputError>,
 }
 
 impl Sink {

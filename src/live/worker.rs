@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::engine::{RawFrame, ShardEngine, Verdict};
 use crate::metrics::ShardPublisher;
 use crate::packet::{LinkType, Ts};
-use crate::rules::Ruleset;
+use crate::ruleset::Ruleset;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -10,9 +10,9 @@ pub mod native;
 pub mod suricata;
 
 use crate::http::{self, Norm, Parts};
-use crate::rules::{RuleId, RuleMeta};
+use crate::rules::{RuleBook, RuleId, RuleMeta};
 use hyperscan::{BlockDatabase, Builder, Matching, Pattern, PatternFlags, Patterns, Scratch};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Which view of the request a pattern is matched against.
@@ -92,10 +92,29 @@ impl std::fmt::Display for Rejected {
 /// The built-in SQL injection rules (the file is the source of truth).
 pub const BUILTIN_SQLI: &str = include_str!("../../deploy/rules/sqli.toml");
 
+/// Why a rule file cannot be used at all (one bad rule in a Suricata file
+/// is a [`Rejected`] instead, and the rest still load).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleFileError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A flowgate TOML rule file that does not parse or validate; the
+    /// message names the line or the rule.
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
 /// Loads rules from a file: `.toml` in flowgate's format, anything else as
 /// Suricata rules. Returns the rules that load and those that do not.
-pub fn load_file(path: &Path) -> Result<(Vec<SigRule>, Vec<Rejected>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load_file(path: &Path) -> Result<(Vec<SigRule>, Vec<Rejected>), RuleFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RuleFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let origin = path.display().to_string();
     if path.extension().is_some_and(|e| e == "toml") {
         native::parse(&text, &origin).map(|r| (r, Vec::new()))
@@ -136,25 +155,38 @@ impl std::fmt::Debug for SignatureSet {
     }
 }
 
-/// A compile error, naming the rule and where in the pattern.
+/// Why a set of rules does not compile.
 #[derive(Debug, thiserror::Error)]
-#[error("rule {id} pattern {index} `{pattern}`: {message}")]
-pub struct CompileError {
-    pub id: RuleId,
-    /// 1-based pattern number within the rule.
-    pub index: usize,
-    pub pattern: String,
-    /// Hyperscan's message; it names the character index when it can.
-    pub message: String,
+pub enum CompileError {
+    /// Hyperscan refused a pattern; names the rule and where in it.
+    #[error("rule {id} pattern {index} `{pattern}`: {message}")]
+    Pattern {
+        id: RuleId,
+        /// 1-based pattern number within the rule.
+        index: usize,
+        pattern: String,
+        /// Hyperscan's message; it names the character index when it can.
+        message: String,
+    },
+    #[error("rule id {0} is defined twice (IDs must be unique across built-in and loaded rules)")]
+    DuplicateId(RuleId),
+}
+
+/// Hyperscan could not allocate a shard's scratch space for a set.
+#[derive(Debug, thiserror::Error)]
+#[error("Hyperscan scratch for {rules} signature rule(s): {source}")]
+pub struct ScratchError {
+    rules: usize,
+    #[source]
+    source: hyperscan::Error,
 }
 
 impl SignatureSet {
-    /// Compiles rules into two block-mode databases (normalized, raw).
-    /// Hyperscan names the failing expression; we map it back to its rule.
-    pub fn compile(
-        rules: Vec<SigRule>,
-        metas: Vec<Arc<RuleMeta>>,
-    ) -> Result<SignatureSet, CompileError> {
+    /// Compiles rules into two block-mode databases (normalized, raw) and
+    /// registers each rule in `book`, which then owns its metadata: a rule
+    /// whose ID the book already holds is an error. Hyperscan names the
+    /// failing expression; we map it back to its rule.
+    pub fn compile(rules: Vec<SigRule>, book: &mut RuleBook) -> Result<SignatureSet, CompileError> {
         let mut set = SignatureSet {
             rules: Vec::new(),
             conds: Vec::new(),
@@ -165,15 +197,16 @@ impl SignatureSet {
         // Per database: patterns, and for each the (rule id, index, text).
         let mut norm: (Vec<Pattern>, Vec<(RuleId, usize, String)>) = Default::default();
         let mut raw: (Vec<Pattern>, Vec<(RuleId, usize, String)>) = Default::default();
-        for (ri, (rule, meta)) in rules.into_iter().zip(metas).enumerate() {
+        for (ri, rule) in rules.into_iter().enumerate() {
+            let meta = book.insert(rule.meta).map_err(CompileError::DuplicateId)?;
             let mut mine = Vec::new();
             for (pi, c) in rule.conds.iter().enumerate() {
                 let id = set.conds.len();
                 set.conds.push((ri, c.buffer));
                 mine.push(id);
                 let mut p = Pattern::with_flags(c.pattern.clone(), hs_flags()).map_err(|e| {
-                    CompileError {
-                        id: rule.meta.id,
+                    CompileError::Pattern {
+                        id: meta.id,
                         index: pi + 1,
                         pattern: c.pattern.clone(),
                         message: e.to_string(),
@@ -186,7 +219,7 @@ impl SignatureSet {
                     &mut norm
                 };
                 target.0.push(p);
-                target.1.push((rule.meta.id, pi + 1, c.pattern.clone()));
+                target.1.push((meta.id, pi + 1, c.pattern.clone()));
             }
             set.rule_conds.push(mine);
             set.rules.push((meta, rule.action, rule.reason));
@@ -200,7 +233,7 @@ impl SignatureSet {
                 let (id, index, pattern) = expr
                     .and_then(|i| origin.get(i).cloned())
                     .unwrap_or_default();
-                CompileError {
+                CompileError::Pattern {
                     id,
                     index,
                     pattern,
@@ -251,20 +284,28 @@ pub struct Scanner {
     line: Vec<u8>,
     tmp: Vec<u8>,
     matched: Vec<Option<(Buffer, usize)>>,
+    /// Hyperscan scans that failed: data that was not inspected. Counted
+    /// into the shard's stats (`signature_scan_errors`), never ignored.
+    scan_errors: u64,
 }
 
 impl Scanner {
-    pub fn new(set: Arc<SignatureSet>) -> Result<Scanner, String> {
+    pub fn new(set: Arc<SignatureSet>) -> Result<Scanner, ScratchError> {
         let mut scratch: Option<Scratch> = None;
+        let err = |source| ScratchError {
+            rules: set.len(),
+            source,
+        };
         for db in [&set.normalized, &set.raw].into_iter().flatten() {
             match scratch.as_mut() {
-                None => scratch = Some(db.alloc_scratch().map_err(|e| e.to_string())?),
+                None => scratch = Some(db.alloc_scratch().map_err(err)?),
                 Some(s) => {
-                    db.realloc_scratch(s).map_err(|e| e.to_string())?;
+                    db.realloc_scratch(s).map_err(err)?;
                 }
             }
         }
         Ok(Scanner {
+            scan_errors: 0,
             matched: vec![None; set.conds.len()],
             set,
             scratch,
@@ -276,6 +317,12 @@ impl Scanner {
 
     pub fn set(&self) -> &Arc<SignatureSet> {
         &self.set
+    }
+
+    /// Scans that failed since the last call (the engine adds them to its
+    /// stats after every scan).
+    pub fn take_scan_errors(&mut self) -> u64 {
+        std::mem::take(&mut self.scan_errors)
     }
 
     /// Scans a (possibly partial) request. Returns the first rule, in rule
@@ -330,7 +377,7 @@ impl Scanner {
                 continue;
             };
             let (matched, conds) = (&mut self.matched, &self.set.conds);
-            let _ = db.scan(data, scratch, |id, _from, to, _| {
+            let scanned = db.scan(data, scratch, |id, _from, to, _| {
                 let i = id as usize;
                 let applies = conds
                     .get(i)
@@ -343,6 +390,10 @@ impl Scanner {
                 }
                 Matching::Continue
             });
+            if let Err(e) = scanned {
+                self.scan_errors += 1;
+                tracing::debug!("Hyperscan scan of the {} buffer failed: {e}", which.name());
+            }
         }
         if !any {
             return None;
@@ -384,12 +435,7 @@ mod tests {
 
     pub(crate) fn builtin_set() -> SignatureSet {
         let rules = native::parse(BUILTIN_SQLI, "builtin").unwrap();
-        let mut book = RuleBook::builtin();
-        let metas = rules
-            .iter()
-            .map(|r| book.insert(r.meta.clone()).unwrap())
-            .collect();
-        SignatureSet::compile(rules, metas).unwrap()
+        SignatureSet::compile(rules, &mut RuleBook::builtin()).unwrap()
     }
 
     fn scan(req: &str) -> Option<String> {
@@ -421,9 +467,30 @@ mod tests {
             "t",
         )
         .unwrap();
-        let metas = rules.iter().map(|r| Arc::new(r.meta.clone())).collect();
-        let e = SignatureSet::compile(rules, metas).unwrap_err();
-        assert_eq!((e.id, e.index), (1, 2));
+        let e = SignatureSet::compile(rules, &mut RuleBook::builtin()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CompileError::Pattern {
+                    id: 1,
+                    index: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("rule 1 pattern 2 `bad(`"), "{e}");
+    }
+
+    #[test]
+    fn compile_registers_rules_and_refuses_a_duplicate_id() {
+        let rules = native::parse(BUILTIN_SQLI, "builtin").unwrap();
+        let n = rules.len();
+        let mut book = RuleBook::builtin();
+        let before = book.iter().count();
+        let set = SignatureSet::compile(rules.clone(), &mut book).unwrap();
+        assert_eq!((set.len(), book.iter().count()), (n, before + n));
+        let e = SignatureSet::compile(rules, &mut book).unwrap_err();
+        assert!(matches!(e, CompileError::DuplicateId(_)), "{e:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! flowgate's own rule format (TOML). See `deploy/rules/sqli.toml`.
 
-use super::{Action, Buffer, Cond, SigRule};
+use super::{Action, Buffer, Cond, RuleFileError, SigRule};
 use crate::rules::{RuleId, RuleMeta};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -51,19 +51,23 @@ fn any() -> Buffer {
 }
 
 /// Parses a rules file; errors name the file, line and key.
-pub fn parse(text: &str, origin: &str) -> Result<Vec<SigRule>, String> {
-    let f: File = toml::from_str(text)
-        .map_err(|e| format!("{origin}: {}", e.to_string().trim().replace('\n', " ")))?;
+pub fn parse(text: &str, origin: &str) -> Result<Vec<SigRule>, RuleFileError> {
+    let invalid = |message: String| RuleFileError::Invalid {
+        origin: origin.to_string(),
+        message,
+    };
+    let f: File =
+        toml::from_str(text).map_err(|e| invalid(e.to_string().trim().replace('\n', " ")))?;
     let mut out = Vec::with_capacity(f.rule.len());
     for r in f.rule {
         if r.patterns.is_empty() {
-            return Err(format!("{origin}: rule {}: `patterns` is empty", r.id));
+            return Err(invalid(format!("rule {}: `patterns` is empty", r.id)));
         }
         if !(1..=4).contains(&r.severity) {
-            return Err(format!(
-                "{origin}: rule {}: severity {} (allowed 1 to 4)",
+            return Err(invalid(format!(
+                "rule {}: severity {} (allowed 1 to 4)",
                 r.id, r.severity
-            ));
+            )));
         }
         let name = r.name.unwrap_or_else(|| format!("sig_{}", r.id));
         out.push(SigRule {

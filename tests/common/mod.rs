@@ -4,9 +4,10 @@
 use flowgate::alert::Event;
 use flowgate::config::{Config, Sources};
 use flowgate::engine::{Stats, Verdict};
+use flowgate::output::{Collector, ShardOutput};
 use flowgate::packet::{LinkType, Ts};
-use flowgate::pipeline::{Collector, Pipeline, ShardOutput};
-use flowgate::rules::Ruleset;
+use flowgate::pipeline::Pipeline;
+use flowgate::ruleset::Ruleset;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! (large, for throughput runs). Same arguments, same bytes.
 
 use clap::{Parser, Subcommand};
-use flowgate::synth;
+use flowgate_synth as synth;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;

@@ -2,10 +2,14 @@
 //! PCAPs, the `perf/` large PCAP, the benches and the randomized
 //! shard-identity tests. Same seed, same bytes, on every machine.
 //!
-//! Regenerate the fixtures with `cargo run --release --bin flowgate-pcapgen -- fixtures`.
+//! Regenerate the fixtures with `make fixtures`
+//! (`cargo run --release -p flowgate-synth --bin flowgate-pcapgen -- fixtures`).
+//!
+//! A crate of its own: test traffic is a dev dependency of the engine, never
+//! part of what the `flowgate` library ships.
 
-use crate::packet::{Ts, NANOS_PER_SEC};
 use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, TcpHeader};
+use flowgate::packet::{Ts, NANOS_PER_SEC};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapTsResolution, PcapWriter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -22,13 +26,16 @@ pub const EPOCH: Ts = 1_767_225_600 * SEC;
 const MAC_A: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x0a];
 const MAC_B: [u8; 6] = [0x02, 0x00, 0x5e, 0x00, 0x00, 0x0b];
 
+/// TCP flag bits: the engine's own constants, so a generated frame and
+/// the detector that reads it cannot disagree.
 pub mod flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
+    use flowgate::packet::TcpFlags;
+    pub const FIN: u8 = TcpFlags::FIN;
+    pub const SYN: u8 = TcpFlags::SYN;
+    pub const RST: u8 = TcpFlags::RST;
+    pub const PSH: u8 = TcpFlags::PSH;
+    pub const ACK: u8 = TcpFlags::ACK;
+    pub const URG: u8 = TcpFlags::URG;
 }
 
 /// Frame builders (Ethernet II, valid checksums).
@@ -280,15 +287,15 @@ pub fn http_session(
 
 /// Who does what in the mixed fixture. Tests assert on this table.
 pub const MIXED_ATTACKERS: &[(&str, u32)] = &[
-    ("198.18.66.1", crate::rules::ICMP_FLOOD),
-    ("198.18.66.2", crate::rules::SYN_FLOOD),
-    ("198.18.66.3", crate::rules::SYN_HALF_OPEN),
-    ("198.18.66.4", crate::rules::SCAN_NULL),
-    ("198.18.66.5", crate::rules::SCAN_XMAS),
-    ("198.18.66.6", crate::rules::SCAN_FIN),
-    ("198.18.66.7", crate::rules::SCAN_SYN_FIN),
-    ("198.18.66.8", crate::rules::PORT_SCAN),
-    ("2001:db8:66::9", crate::rules::ICMP_FLOOD),
+    ("198.18.66.1", flowgate::rules::ICMP_FLOOD),
+    ("198.18.66.2", flowgate::rules::SYN_FLOOD),
+    ("198.18.66.3", flowgate::rules::SYN_HALF_OPEN),
+    ("198.18.66.4", flowgate::rules::SCAN_NULL),
+    ("198.18.66.5", flowgate::rules::SCAN_XMAS),
+    ("198.18.66.6", flowgate::rules::SCAN_FIN),
+    ("198.18.66.7", flowgate::rules::SCAN_SYN_FIN),
+    ("198.18.66.8", flowgate::rules::PORT_SCAN),
+    ("2001:db8:66::9", flowgate::rules::ICMP_FLOOD),
     ("198.18.66.10", 9_101_010), // UNION SELECT split across two segments
     ("198.18.66.11", 9_101_070), // form login admin'-- with segments reordered
 ];

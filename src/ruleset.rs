@@ -1,0 +1,98 @@
+//! Everything the engine decides with: the rule book (behavioural rules
+//! plus every signature rule loaded) and the compiled signatures. Built off
+//! the packet path; shards hold it by `Arc`, and a reload hands them a new
+//! one between batches. `analyze`, `live`, a reload and `rules check` all
+//! load through [`Ruleset::load`].
+
+use crate::config::SignaturesConfig;
+use crate::rules::RuleBook;
+use crate::signature::{self, CompileError, Rejected, RuleFileError, SignatureSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why a rule set cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesetError {
+    #[error(transparent)]
+    File(#[from] RuleFileError),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// Suricata rules that do not map, with `signatures.strict` set.
+    #[error("{} rule(s) do not map (signatures.strict = true):\n  {}", .0.len(), list(.0))]
+    Strict(Vec<Rejected>),
+}
+
+fn list(rejected: &[Rejected]) -> String {
+    let lines: Vec<String> = rejected.iter().map(|r| r.to_string()).collect();
+    lines.join("\n  ")
+}
+
+/// How one rule file loaded.
+#[derive(Clone, Debug)]
+pub struct FileReport {
+    pub path: PathBuf,
+    /// Rules that mapped (and, once `load` returns, compiled).
+    pub loaded: usize,
+    /// Rules skipped, with why (also in `Ruleset::rejected`).
+    pub rejected: usize,
+}
+
+#[derive(Debug)]
+pub struct Ruleset {
+    pub book: RuleBook,
+    pub signatures: Option<Arc<SignatureSet>>,
+    /// Rules that did not load, with why.
+    pub rejected: Vec<Rejected>,
+    /// Per rule file, in configuration order.
+    pub files: Vec<FileReport>,
+}
+
+impl Ruleset {
+    /// Behavioural rules only.
+    pub fn builtin_only() -> Ruleset {
+        Ruleset {
+            book: RuleBook::builtin(),
+            signatures: None,
+            rejected: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Loads and compiles what `cfg` asks for. Fails on unreadable files,
+    /// duplicate IDs and compile errors (naming rule and pattern), and on
+    /// unmappable Suricata rules when `strict`.
+    pub fn load(cfg: &SignaturesConfig) -> Result<Ruleset, RulesetError> {
+        let mut set = Ruleset::builtin_only();
+        if !cfg.enabled {
+            return Ok(set);
+        }
+        let mut rules = Vec::new();
+        if cfg.builtin {
+            rules.extend(signature::native::parse(
+                signature::BUILTIN_SQLI,
+                "built-in sqli.toml",
+            )?);
+        }
+        for path in &cfg.rule_files {
+            let (ok, bad) = signature::load_file(path)?;
+            set.files.push(FileReport {
+                path: path.clone(),
+                loaded: ok.len(),
+                rejected: bad.len(),
+            });
+            rules.extend(ok);
+            set.rejected.extend(bad);
+        }
+        if cfg.strict && !set.rejected.is_empty() {
+            return Err(RulesetError::Strict(set.rejected));
+        }
+        let compiled = SignatureSet::compile(rules, &mut set.book)?;
+        set.signatures = (!compiled.is_empty()).then(|| Arc::new(compiled));
+        Ok(set)
+    }
+
+    /// Signature rules compiled (behavioural rules not counted).
+    pub fn signature_count(&self) -> usize {
+        self.signatures.as_ref().map_or(0, |s| s.len())
+    }
+}
