@@ -6,7 +6,7 @@ use flowgate::config::Config;
 use flowgate::engine::{RawFrame, ShardEngine};
 use flowgate::packet::{self, LinkType};
 use flowgate::ruleset::Ruleset;
-use flowgate::shard;
+use flowgate::shard::Sharder;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
             let mut acc = 0usize;
             for (_, f) in &fs {
                 if let Some(ip) = packet::source_of(LinkType::Ethernet, black_box(f)) {
-                    acc += shard::shard_of(ip, 4);
+                    acc += Sharder::DEFAULT.shard_of(ip, 4);
                 }
             }
             black_box(acc)

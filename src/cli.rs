@@ -204,6 +204,15 @@ pub struct AnalyzeArgs {
     pub config: ConfigArgs,
     #[command(flatten)]
     pub engine: EngineFlags,
+    /// Shard-hash key (engine.hash_key, 32 hex digits): a live box's key
+    /// (its `live.hash_key_file`) reproduces its decisions exactly.
+    #[arg(
+        long,
+        value_name = "HEX",
+        env = "FLOWGATE_HASH_KEY",
+        hide_env_values = true
+    )]
+    pub hash_key: Option<String>,
     /// Write one line per packet: `pcap_cnt<TAB>allow|drop[<TAB>rule]`.
     #[arg(long, value_name = "PATH")]
     pub verdicts: Option<PathBuf>,
@@ -376,6 +385,9 @@ impl AnalyzeArgs {
     pub fn load_config(&self) -> Result<Config, ConfigError> {
         let mut s = self.config.sources()?;
         self.engine.apply(&mut s);
+        if let Some(k) = &self.hash_key {
+            s.set("engine.hash_key", toml_value(k));
+        }
         Config::load(&s)
     }
 }

@@ -7,6 +7,7 @@
 pub use crate::detect::flag_scan::FlagScanConfig;
 pub use crate::detect::icmp_flood::IcmpFloodConfig;
 pub use crate::detect::port_scan::PortScanConfig;
+pub use crate::detect::repeated_attempts::RepeatedAttemptsConfig;
 pub use crate::detect::syn_flood::SynFloodConfig;
 pub use crate::detect::DetectConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -88,6 +89,9 @@ pub struct LiveConfig {
     /// `false` forwards every frame without looking at it: the bare AF_XDP
     /// forwarding baseline for benchmarks. Never for production.
     pub inspect: bool,
+    /// Where `live` keeps its shard-hash key when `engine.hash_key` is not
+    /// set: read at start, created (random, mode 0600) on first start.
+    pub hash_key_file: PathBuf,
 }
 
 impl Default for LiveConfig {
@@ -103,6 +107,7 @@ impl Default for LiveConfig {
             pin_threads: true,
             detach_on_exit: false,
             inspect: true,
+            hash_key_file: PathBuf::from("/var/lib/flowgate/hash.key"),
         }
     }
 }
@@ -142,6 +147,10 @@ pub struct EngineConfig {
     /// Drop frames that fail to decode (the kernel would too). `false`
     /// forwards them untouched; they are counted either way.
     pub drop_malformed: bool,
+    /// Secret key of the shard hash, 32 hex digits. Unset: `analyze` uses
+    /// a public default; `live` reads (or creates) `live.hash_key_file`.
+    /// Give `analyze` a box's key to reproduce its decisions exactly.
+    pub hash_key: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -227,6 +236,7 @@ impl Default for EngineConfig {
             batch_size: 256,
             queue_batches: 16,
             drop_malformed: true,
+            hash_key: None,
         }
     }
 }
@@ -366,6 +376,15 @@ impl Config {
                 "must be 1 to 4096",
             ));
         }
+        if let Some(k) = &e.hash_key {
+            if crate::shard::HashKey::parse(k).is_none() {
+                return Err(bad(
+                    "engine.hash_key",
+                    "(not shown)",
+                    "must be 32 hex digits (128 bits), e.g. from `head -c16 /dev/urandom | xxd -p`",
+                ));
+            }
+        }
         let d = |k: &str, v: Duration| -> Result<(), ConfigError> {
             if v.is_zero() {
                 Err(bad(
@@ -420,6 +439,24 @@ impl Config {
             det.syn_flood.half_open_window,
         )?;
         d("detect.port_scan.window", det.port_scan.window)?;
+        d(
+            "detect.repeated_attempts.window",
+            det.repeated_attempts.window,
+        )?;
+        if !(1..=64).contains(&det.repeated_attempts.max_targets) {
+            return Err(bad(
+                "detect.repeated_attempts.max_targets",
+                det.repeated_attempts.max_targets,
+                "must be 1 to 64",
+            ));
+        }
+        if det.repeated_attempts.limit == 0 {
+            return Err(bad(
+                "detect.repeated_attempts.limit",
+                0,
+                "must be at least 1",
+            ));
+        }
         if det.syn_flood.max_pending == 0 || det.syn_flood.max_pending > 65_536 {
             return Err(bad(
                 "detect.syn_flood.max_pending",
@@ -452,6 +489,17 @@ impl Config {
                 .min(crate::shard::BUCKETS),
             n => n,
         }
+    }
+
+    /// The shard hash under `engine.hash_key` (the public default if unset).
+    pub fn sharder(&self) -> crate::shard::Sharder {
+        let key = self
+            .engine
+            .hash_key
+            .as_deref()
+            .and_then(crate::shard::HashKey::parse)
+            .unwrap_or(crate::shard::HashKey::DEFAULT);
+        crate::shard::Sharder::new(key)
     }
 
     pub fn is_allowlisted(&self, ip: IpAddr) -> bool {
@@ -527,6 +575,8 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "engine.shards" => engine.shards;
     "engine.batch_size" => engine.batch_size;
     "engine.queue_batches" => engine.queue_batches;
+    // A new key reshuffles every source's bucket: state would be lost.
+    "engine.hash_key" => engine.hash_key;
     // The kernel allowlist is filled at attach, and sources remember
     // whether they were allowlisted: both would go stale.
     "block.allowlist" => block.allowlist;

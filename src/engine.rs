@@ -12,7 +12,7 @@ use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
 use crate::packet::{Proto, TcpFlags};
 use crate::rules::{self, RuleId, RuleMeta};
 use crate::ruleset::Ruleset;
-use crate::shard::SourceKey;
+use crate::shard::{Sharder, SourceKey};
 use crate::signature::{Action, Scanner, ScratchError};
 use crate::stream::{Fed, FlowKey, FlowState, HttpFlow, Limits, Next};
 use crate::table::{BoundedTable, TableStats};
@@ -122,6 +122,7 @@ struct Block {
 pub struct ShardEngine {
     cfg: Arc<Config>,
     rules: Arc<Ruleset>,
+    sharder: Sharder,
     ttl_ns: u64,
     sources: BoundedTable<SourceKey, SourceState>,
     blocks: BoundedTable<SourceKey, Block>,
@@ -131,7 +132,15 @@ pub struct ShardEngine {
     limits: Limits,
     stats: Stats,
     events: Vec<Event>,
+    /// No block expires before this (a lower bound: blocks that ended early
+    /// leave it stale, and `handle_timeout` then recomputes it).
+    next_expiry: Ts,
+    /// When the idle sources and flows are next swept.
+    next_sweep: Ts,
 }
+
+/// How often `handle_timeout` sweeps idle table entries (packet time).
+pub const SWEEP_INTERVAL_NS: Ts = packet::NANOS_PER_SEC;
 
 /// What the stream inspection decided for one segment.
 enum StreamOutcome {
@@ -145,15 +154,18 @@ impl ShardEngine {
     /// Fails only if Hyperscan cannot allocate scratch for the signatures.
     pub fn new(cfg: Arc<Config>, rules: Arc<Ruleset>) -> Result<ShardEngine, ScratchError> {
         let sg = &cfg.signatures;
+        let sharder = cfg.sharder();
         let mut e = ShardEngine {
+            sharder,
             ttl_ns: cfg.block.ttl.as_nanos() as u64,
             sources: BoundedTable::new(
                 cfg.tables.sources,
                 cfg.tables.idle_timeout.as_nanos() as u64,
+                sharder,
             ),
-            // Blocks end by TTL (checked on use), never by idleness.
-            blocks: BoundedTable::new(cfg.block.capacity, u64::MAX),
-            flows: BoundedTable::new(sg.flows, sg.flow_timeout.as_nanos() as u64),
+            // Blocks end by TTL, never by idleness.
+            blocks: BoundedTable::new(cfg.block.capacity, u64::MAX, sharder),
+            flows: BoundedTable::new(sg.flows, sg.flow_timeout.as_nanos() as u64, sharder),
             scanner: None,
             limits: Limits {
                 max_request: sg.max_request,
@@ -162,6 +174,8 @@ impl ShardEngine {
             },
             stats: Stats::default(),
             events: Vec::new(),
+            next_expiry: Ts::MAX,
+            next_sweep: 0,
             rules: Arc::new(Ruleset::builtin_only()),
             cfg,
         };
@@ -222,7 +236,9 @@ impl ShardEngine {
 
         // A blocked source is dropped before any detector runs, as the XDP
         // program does live.
-        if let Some(b) = self.blocks.get_mut(key) {
+        // Touching marks the block used: it counts as hot when a full
+        // blocklist bucket chooses what to evict.
+        if let Some(b) = self.blocks.touch(key, f.ts) {
             if f.ts < b.expires {
                 b.packets += 1;
                 b.bytes += f.wire_len as u64;
@@ -244,7 +260,7 @@ impl ShardEngine {
             self.stats.allowlisted += 1;
             return self.allow();
         }
-        match detect::inspect(&cfg.detect, st, &pkt, f.ts) {
+        match detect::inspect(&cfg.detect, &self.sharder, st, &pkt, f.ts) {
             Some(d) => self.start_episode(key, f, &pkt, d),
             None if pkt.proto == Proto::Tcp && self.scanner.is_some() && !pkt.fragment => {
                 self.inspect_stream(key, f, &pkt)
@@ -378,6 +394,48 @@ impl ShardEngine {
         }
     }
 
+    /// When `handle_timeout` next has work: the earliest block expiry or
+    /// idle sweep. Live workers call it when this time has passed; offline,
+    /// the pipeline calls `handle_timeout` on a fixed packet-time grid.
+    pub fn poll_timeout(&self) -> Ts {
+        self.next_expiry.min(self.next_sweep)
+    }
+
+    /// Advances the engine to `now` without a packet (quinn-proto's
+    /// pattern): blocks whose TTL has passed end (their `flowgate_block`
+    /// record carries the expiry time), and idle sources and flows are
+    /// forgotten. Deterministic: the result depends only on `now` and the
+    /// packets before it, so every shard count decides the same when all
+    /// shards are handed the same times.
+    pub fn handle_timeout(&mut self, now: Ts) {
+        if now >= self.next_expiry {
+            let mut due: Vec<SourceKey> = self
+                .blocks
+                .iter()
+                .filter(|(_, b)| b.expires <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            due.sort_unstable();
+            for key in due {
+                if let Some(b) = self.blocks.remove(key) {
+                    let expires = b.expires;
+                    self.end_episode(key, b, expires, EndReason::Expired);
+                }
+            }
+            self.next_expiry = self
+                .blocks
+                .iter()
+                .map(|(_, b)| b.expires)
+                .min()
+                .unwrap_or(Ts::MAX);
+        }
+        if now >= self.next_sweep {
+            self.sources.expire_all(now);
+            self.flows.expire_all(now);
+            self.next_sweep = now.saturating_add(SWEEP_INTERVAL_NS);
+        }
+    }
+
     /// Ends every episode still open when the input ends at `end`:
     /// expired ones as expired (at their expiry), the rest as cut short.
     pub fn finish(&mut self, end: Ts) {
@@ -469,7 +527,8 @@ impl ShardEngine {
             bytes: 0,
         };
         let expires = block.expires;
-        if let Some((old_key, old)) = self.blocks.insert(key, f.ts, block) {
+        self.next_expiry = self.next_expiry.min(expires);
+        if let Some((old_key, old)) = self.blocks.insert_weighted(key, f.ts, block, |b| b.packets) {
             self.end_episode(old_key, old, f.ts, EndReason::Evicted);
         }
         self.stats.rules.entry(d.rule).or_default().episodes += 1;

@@ -14,7 +14,7 @@ use crate::engine::{RawFrame, ShardEngine, Stats};
 use crate::output::{Collector, ShardOutput};
 use crate::packet::{self, LinkType, Ts};
 use crate::ruleset::Ruleset;
-use crate::shard;
+use crate::shard::Sharder;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -59,6 +59,9 @@ impl Batch {
 
 enum ToShard {
     Batch(Batch),
+    /// Packet time reached this point of the timer grid: every packet
+    /// before it has been sent (`ShardEngine::handle_timeout`).
+    Tick(Ts),
     /// A new configuration and rule set (reload): applied between
     /// batches, state kept.
     Reload(Arc<Config>, Arc<Ruleset>),
@@ -89,7 +92,15 @@ pub struct Pipeline<C: Collector> {
     collector: Option<JoinHandle<C>>,
     next_idx: u64,
     last_ts: Ts,
+    sharder: Sharder,
+    /// The next timer-grid point; `None` before the first packet.
+    next_tick: Option<Ts>,
 }
+
+/// Spacing of the timer grid offline, in packet time. Every shard is handed
+/// the same grid points at the same place in the packet sequence, so timers
+/// fire identically for any shard count.
+pub const TICK_NS: Ts = crate::packet::NANOS_PER_SEC;
 
 impl<C: Collector> Pipeline<C> {
     pub fn start(
@@ -137,6 +148,8 @@ impl<C: Collector> Pipeline<C> {
             collector: Some(collector),
             next_idx: 0,
             last_ts: 0,
+            sharder: cfg.sharder(),
+            next_tick: None,
         })
     }
 
@@ -152,10 +165,15 @@ impl<C: Collector> Pipeline<C> {
     /// Hands one frame to its shard. Frames get consecutive 1-based indices.
     #[inline]
     pub fn push(&mut self, ts: Ts, link: LinkType, data: &[u8], wire_len: u32) {
+        match self.next_tick {
+            Some(t) if ts >= t => self.tick(ts),
+            Some(_) => {}
+            None => self.next_tick = Some(grid(ts) + TICK_NS),
+        }
         self.next_idx += 1;
         self.last_ts = self.last_ts.max(ts);
         let shard = match packet::source_of(link, data) {
-            Some(ip) => shard::shard_of(ip, self.shards),
+            Some(ip) => self.sharder.shard_of(ip, self.shards),
             // No source to key on: any shard decides the same; spread them.
             None => (self.next_idx % self.shards as u64) as usize,
         };
@@ -173,6 +191,19 @@ impl<C: Collector> Pipeline<C> {
         if b.frames.len() >= self.batch_size {
             self.flush(shard);
         }
+    }
+
+    /// Packet time passed a grid point: whatever is batched goes first,
+    /// then every shard is told the time.
+    fn tick(&mut self, ts: Ts) {
+        let at = grid(ts);
+        for s in 0..self.shards {
+            if !self.filling[s].frames.is_empty() {
+                self.flush(s);
+            }
+            let _ = self.to_shard[s].send(ToShard::Tick(at));
+        }
+        self.next_tick = Some(at + TICK_NS);
     }
 
     fn flush(&mut self, shard: usize) {
@@ -221,6 +252,11 @@ impl<C: Collector> Pipeline<C> {
     }
 }
 
+/// The grid point at or before `ts`.
+fn grid(ts: Ts) -> Ts {
+    ts - ts % TICK_NS
+}
+
 fn run_shard(
     mut engine: ShardEngine,
     rx: Receiver<ToShard>,
@@ -246,6 +282,15 @@ fn run_shard(
                 }
                 b.clear();
                 let _ = pool.try_send(b);
+            }
+            ToShard::Tick(now) => {
+                engine.handle_timeout(now);
+                if engine.has_events() {
+                    let _ = out.send(ShardOutput {
+                        events: engine.take_events(),
+                        verdicts: Vec::new(),
+                    });
+                }
             }
             ToShard::Reload(c, r) => engine.reload(c, r),
             ToShard::Finish(end) => {

@@ -62,6 +62,7 @@ pub const SCAN_XMAS: RuleId = 9_100_021;
 pub const SCAN_FIN: RuleId = 9_100_022;
 pub const SCAN_SYN_FIN: RuleId = 9_100_023;
 pub const PORT_SCAN: RuleId = 9_100_030;
+pub const REPEATED_ATTEMPTS: RuleId = 9_100_040;
 pub const MALFORMED: RuleId = 9_100_090;
 
 const DOS: &str = "Attempted Denial of Service";
@@ -140,6 +141,15 @@ pub static BUILTIN: &[RuleMeta] = &[
         category: Cow::Borrowed(SCAN),
         severity: 2,
         fires_when: Cow::Borrowed("a source probes (SYN) more than {detect.port_scan.distinct_ports} distinct ports, or {detect.port_scan.distinct_pairs} host:port pairs, that it never completes a handshake with, within {detect.port_scan.window}"),
+    },
+    RuleMeta {
+        id: REPEATED_ATTEMPTS,
+        rev: 1,
+        name: Cow::Borrowed("repeated_attempts"),
+        msg: Cow::Borrowed("FLOWGATE SCAN TCP repeated attempts to one closed or unanswered port"),
+        category: Cow::Borrowed(SCAN),
+        severity: 3,
+        fires_when: Cow::Borrowed("a source sends more than {detect.repeated_attempts.limit} SYNs to one destination port within {detect.repeated_attempts.window} without completing a handshake (closed port answering RST, or silence)"),
     },
     RuleMeta {
         id: MALFORMED,

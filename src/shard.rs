@@ -1,7 +1,11 @@
 //! Where a packet's shard is chosen.
 //!
-//! The shard key is the source address, hashed with ahash under fixed seeds
-//! so a source lands on the same state in every run and every process.
+//! The shard key is the source address, hashed with SipHash-1-3 under a
+//! per-deployment secret key ([`HashKey`]). SipHash is portable (the same
+//! bucket on every CPU, unlike ahash, whose output follows CPU features) and
+//! keyed: without the key an attacker cannot pick addresses that share a
+//! bucket with its own and evict its state. Offline analysis given a live
+//! box's key (`analyze --hash-key`) reproduces that box's decisions.
 //!
 //! The hash first picks one of `BUCKETS` fixed buckets; a bucket belongs to
 //! exactly one shard (`bucket % shards`). Every bounded table sizes and evicts
@@ -9,21 +13,127 @@
 //! sources in that bucket, never on how many shards there are. That is what
 //! keeps `--shards N` byte-identical to `--shards 1` even under table pressure.
 
+use siphasher::sip::SipHasher13;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Number of fixed buckets; also the upper bound on the shard count.
 pub const BUCKETS: usize = 1024;
 
-// Arbitrary fixed seeds: changing them changes which sources share a bucket.
-const SEEDS: [u64; 4] = [
-    0x6a09_e667_f3bc_c908,
-    0xbb67_ae85_84ca_a73b,
-    0x3c6e_f372_fe94_f82b,
-    0xa54f_f53a_5f1d_36f1,
-];
+/// The 128-bit secret that keys the shard hash. Written as 32 hex digits
+/// (`engine.hash_key`, `analyze --hash-key`, the key file `live` creates).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HashKey(pub [u8; 16]);
 
-fn hasher() -> ahash::RandomState {
-    ahash::RandomState::with_seeds(SEEDS[0], SEEDS[1], SEEDS[2], SEEDS[3])
+impl HashKey {
+    /// The key used when none is configured. It is public (it is in this
+    /// source), so it is fine for offline analysis and tests and wrong for a
+    /// box facing attackers: `flowgate live` generates a secret one instead.
+    pub const DEFAULT: HashKey = HashKey(*b"flowgate-shard-0");
+
+    /// A fresh random key from the kernel's CSPRNG.
+    pub fn generate() -> std::io::Result<HashKey> {
+        use std::io::Read;
+        let mut k = [0u8; 16];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut k)?;
+        Ok(HashKey(k))
+    }
+
+    /// Parses 32 hex digits (surrounding whitespace allowed).
+    pub fn parse(s: &str) -> Option<HashKey> {
+        let s = s.trim();
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut k = [0u8; 16];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(HashKey(k))
+    }
+
+    /// 32 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for HashKey {
+    // Never print a secret into a log by accident.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if *self == HashKey::DEFAULT {
+            "HashKey(default)"
+        } else {
+            "HashKey(secret)"
+        })
+    }
+}
+
+/// The keyed hash behind shard choice, table buckets and the detectors'
+/// endpoint hashes. Cheap to copy; every thread holds its own.
+#[derive(Clone, Copy, Debug)]
+pub struct Sharder {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for Sharder {
+    fn default() -> Self {
+        Sharder::DEFAULT
+    }
+}
+
+impl Sharder {
+    /// The hash under [`HashKey::DEFAULT`].
+    pub const DEFAULT: Sharder = Sharder::new(HashKey::DEFAULT);
+
+    /// A hasher for `key`.
+    pub const fn new(key: HashKey) -> Sharder {
+        let (mut k0, mut k1, mut i) = (0u64, 0u64, 0);
+        while i < 8 {
+            k0 = k0 << 8 | key.0[i] as u64;
+            k1 = k1 << 8 | key.0[i + 8] as u64;
+            i += 1;
+        }
+        Sharder { k0, k1 }
+    }
+
+    /// Keyed, portable hash of a source.
+    #[inline]
+    pub fn hash_key(&self, key: SourceKey) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        // Explicit byte order: the same bucket on big- and little-endian CPUs.
+        h.write(&key.0.to_le_bytes());
+        h.finish()
+    }
+
+    /// Keyed, portable hash of anything (detectors' endpoint sets).
+    #[inline]
+    pub fn hash_one(&self, v: impl Hash) -> u64 {
+        // A different key from the shard hash: knowing which bucket a source
+        // is in tells nothing about these.
+        let mut h = SipHasher13::new_with_keys(self.k1, self.k0 ^ 0x9e37_79b9_7f4a_7c15);
+        v.hash(&mut h);
+        h.finish()
+    }
+
+    /// The bucket a source belongs to, `0..BUCKETS`.
+    #[inline]
+    pub fn bucket_of(&self, key: SourceKey) -> usize {
+        (self.hash_key(key) >> 48) as usize % BUCKETS
+    }
+
+    /// The shard owning a source.
+    #[inline]
+    pub fn shard_of(&self, ip: IpAddr, shards: usize) -> usize {
+        shard_of_bucket(self.bucket_of(SourceKey::from(ip)), shards)
+    }
+
+    /// A `BuildHasher` for the tables' hash maps, seeded from the key (map
+    /// layout never affects results; the seed keeps probe sequences secret).
+    pub fn map_hasher(&self) -> ahash::RandomState {
+        ahash::RandomState::with_seeds(self.k0, self.k1, !self.k0, self.k1.rotate_left(32))
+    }
 }
 
 /// A source address as one 128-bit key. IPv4 is stored v4-mapped, so
@@ -56,37 +166,10 @@ impl From<Ipv4Addr> for SourceKey {
     }
 }
 
-/// Fixed-seed hash of a key. Also used by tables as their map hasher.
-#[inline]
-pub fn hash_key(key: SourceKey) -> u64 {
-    thread_local! {
-        static H: ahash::RandomState = hasher();
-    }
-    H.with(|h| h.hash_one(key.0))
-}
-
-/// The bucket a source belongs to, `0..BUCKETS`.
-#[inline]
-pub fn bucket_of(key: SourceKey) -> usize {
-    // High bits: the low bits also index the table's hash map buckets.
-    (hash_key(key) >> 48) as usize % BUCKETS
-}
-
 /// The shard owning a bucket.
 #[inline]
 pub fn shard_of_bucket(bucket: usize, shards: usize) -> usize {
     bucket % shards.max(1)
-}
-
-/// The shard owning a source.
-#[inline]
-pub fn shard_of(ip: IpAddr, shards: usize) -> usize {
-    shard_of_bucket(bucket_of(SourceKey::from(ip)), shards)
-}
-
-/// A `BuildHasher` for maps keyed by `SourceKey` with the same fixed seeds.
-pub fn build_hasher() -> ahash::RandomState {
-    hasher()
 }
 
 #[cfg(test)]
@@ -106,15 +189,45 @@ mod tests {
 
     #[test]
     fn stable_and_spread() {
+        let h = Sharder::default();
         let ip: IpAddr = "198.18.0.1".parse().unwrap();
-        assert_eq!(shard_of(ip, 4), shard_of(ip, 4));
+        assert_eq!(h.shard_of(ip, 4), h.shard_of(ip, 4));
         let mut per = [0usize; 4];
         for i in 0..4096u32 {
             let ip = IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i));
-            per[shard_of(ip, 4)] += 1;
+            per[h.shard_of(ip, 4)] += 1;
         }
         for n in per {
             assert!((800..1250).contains(&n), "unbalanced shards: {per:?}");
         }
+    }
+
+    #[test]
+    fn portable_known_answers() {
+        // Pinned values: the same on every CPU and build (SipHash-1-3 is
+        // defined bit for bit). If these change, offline results under table
+        // pressure stop matching earlier runs and live boxes.
+        let k = SourceKey::from("198.18.0.1".parse::<IpAddr>().unwrap());
+        let d = Sharder::default();
+        assert_eq!(d.hash_key(k), 0x8599_e25a_39ad_6020);
+        assert_eq!(d.bucket_of(k), 409);
+        let other = Sharder::new(HashKey([7; 16]));
+        assert_ne!(d.hash_key(k), other.hash_key(k));
+    }
+
+    #[test]
+    fn key_hex_roundtrip() {
+        let k = HashKey([0xab; 16]);
+        assert_eq!(HashKey::parse(&k.to_hex()), Some(k));
+        assert_eq!(
+            HashKey::parse(" 000102030405060708090a0b0c0d0e0f\n").map(|k| k.0[15]),
+            Some(15)
+        );
+        assert_eq!(HashKey::parse("xyz"), None);
+        assert_eq!(HashKey::parse(&"g".repeat(32)), None);
+        assert_eq!(
+            format!("{:?}", HashKey::generate().unwrap()),
+            "HashKey(secret)"
+        );
     }
 }

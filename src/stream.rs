@@ -10,7 +10,7 @@
 
 use crate::http::{self, Head};
 use crate::rules::RuleId;
-use crate::shard::{bucket_of, SourceKey};
+use crate::shard::SourceKey;
 use crate::table::TableKey;
 use std::net::IpAddr;
 
@@ -35,8 +35,8 @@ impl FlowKey {
 
 impl TableKey for FlowKey {
     #[inline]
-    fn bucket(&self) -> usize {
-        bucket_of(self.src)
+    fn source(&self) -> SourceKey {
+        self.src
     }
 }
 

@@ -9,20 +9,21 @@
 //! packet order, with packet time: never on the shard count or wall clock.
 
 use crate::packet::Ts;
-use crate::shard::{bucket_of, build_hasher, SourceKey, BUCKETS};
+use crate::shard::{Sharder, SourceKey, BUCKETS};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
 /// A table key and the fixed bucket it belongs to. Keys of one source must
 /// share the source's bucket so eviction stays within one shard.
 pub trait TableKey: Copy + Eq + Hash + Ord {
-    fn bucket(&self) -> usize;
+    /// The source this key belongs to; its bucket is the key's bucket.
+    fn source(&self) -> SourceKey;
 }
 
 impl TableKey for SourceKey {
     #[inline]
-    fn bucket(&self) -> usize {
-        bucket_of(*self)
+    fn source(&self) -> SourceKey {
+        *self
     }
 }
 
@@ -57,6 +58,7 @@ struct Slot<V> {
 
 pub struct BoundedTable<K, V> {
     map: HashMap<K, Slot<V>, ahash::RandomState>,
+    sharder: Sharder,
     fifo: Vec<VecDeque<(K, u32)>>,
     live: Vec<u32>,
     per_bucket: usize,
@@ -69,9 +71,10 @@ impl<K: TableKey, V> BoundedTable<K, V> {
     /// `capacity` is the whole table's bound across all shards; each bucket
     /// gets `ceil(capacity / BUCKETS)` (at least 1). `idle_ns == u64::MAX`
     /// disables idle expiry.
-    pub fn new(capacity: usize, idle_ns: u64) -> Self {
+    pub fn new(capacity: usize, idle_ns: u64, sharder: Sharder) -> Self {
         BoundedTable {
-            map: HashMap::with_hasher(build_hasher()),
+            map: HashMap::with_hasher(sharder.map_hasher()),
+            sharder,
             fifo: (0..BUCKETS).map(|_| VecDeque::new()).collect(),
             live: vec![0; BUCKETS],
             per_bucket: capacity.div_ceil(BUCKETS).max(1),
@@ -134,7 +137,7 @@ impl<K: TableKey, V> BoundedTable<K, V> {
     /// Inserts a key known to be absent. Returns the entry evicted to make
     /// room, if the bucket was full.
     pub fn insert(&mut self, key: K, now: Ts, value: V) -> Option<(K, V)> {
-        let b = key.bucket();
+        let b = self.bucket(&key);
         self.expire_idle(b, now);
         let evicted = if self.live[b] as usize >= self.per_bucket {
             self.evict_one(b)
@@ -162,9 +165,49 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         evicted
     }
 
+    /// Inserts a key known to be absent into a table whose entries have a
+    /// weight (the blocklist: packets dropped). A full bucket evicts its
+    /// lightest entry, the oldest among equals, instead of the oldest: an
+    /// attacker who floods a bucket with cheap new entries cannot push out
+    /// an entry that is actively being hit.
+    pub fn insert_weighted(
+        &mut self,
+        key: K,
+        now: Ts,
+        value: V,
+        weight: impl Fn(&V) -> u64,
+    ) -> Option<(K, V)> {
+        let b = self.bucket(&key);
+        let mut evicted = None;
+        if self.live[b] as usize >= self.per_bucket {
+            let map = &self.map;
+            let victim = self.fifo[b]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (k, g))| {
+                    map.get(k)
+                        .filter(|s| s.gen == *g)
+                        .map(|s| (weight(&s.value), i, *k))
+                })
+                .min();
+            if let Some((_, i, k)) = victim {
+                self.fifo[b].remove(i);
+                if let Some(slot) = self.map.remove(&k) {
+                    self.live[b] -= 1;
+                    self.stats.evictions += 1;
+                    evicted = Some((k, slot.value));
+                }
+            }
+        }
+        // Room now: the plain insert will not evict again.
+        debug_assert!((self.live[b] as usize) < self.per_bucket);
+        self.insert(key, now, value);
+        evicted
+    }
+
     pub fn remove(&mut self, key: K) -> Option<V> {
         let slot = self.map.remove(&key)?;
-        let b = key.bucket();
+        let b = self.bucket(&key);
         self.live[b] = self.live[b].saturating_sub(1);
         Some(slot.value)
     }
@@ -184,11 +227,32 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         self.map.iter().map(|(k, s)| (k, &s.value))
     }
 
+    #[inline]
+    fn bucket(&self, key: &K) -> usize {
+        self.sharder.bucket_of(key.source())
+    }
+
+    /// Forgets idle entries in every bucket (a timer sweep). Walks each
+    /// bucket's queue from the front, as an insert does, but without the
+    /// per-insert bound; stops at the first entry that is neither idle nor
+    /// stale, so the work is bounded by what it removes plus one per bucket.
+    pub fn expire_all(&mut self, now: Ts) {
+        for b in 0..BUCKETS {
+            if !self.fifo[b].is_empty() {
+                self.expire_idle_up_to(b, now, self.per_bucket * 2 + 8);
+            }
+        }
+    }
+
     fn expire_idle(&mut self, b: usize, now: Ts) {
+        self.expire_idle_up_to(b, now, MAX_EXPIRE_PER_INSERT);
+    }
+
+    fn expire_idle_up_to(&mut self, b: usize, now: Ts, max: usize) {
         if self.idle_ns == u64::MAX {
             return;
         }
-        for _ in 0..MAX_EXPIRE_PER_INSERT {
+        for _ in 0..max {
             let Some(&(key, gen)) = self.fifo[b].front() else {
                 return;
             };
@@ -255,7 +319,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn bucket_of(k: SourceKey) -> usize {
-        k.bucket()
+        Sharder::default().bucket_of(k)
     }
 
     fn key(i: u32) -> SourceKey {
@@ -265,7 +329,7 @@ mod tests {
     #[test]
     fn never_exceeds_capacity() {
         let cap = 2048;
-        let mut t = BoundedTable::new(cap, u64::MAX);
+        let mut t = BoundedTable::new(cap, u64::MAX, Sharder::default());
         let mut evicted = 0;
         for i in 0..100_000u32 {
             if t.insert(key(i), i as u64, i).is_some() {
@@ -281,7 +345,7 @@ mod tests {
     #[test]
     fn recently_used_entry_survives_eviction() {
         // One entry per bucket: find two keys in the same bucket.
-        let mut t = BoundedTable::new(BUCKETS * 2, u64::MAX);
+        let mut t = BoundedTable::new(BUCKETS * 2, u64::MAX, Sharder::default());
         let b0 = bucket_of(key(0));
         let same: Vec<u32> = (1..100_000)
             .filter(|i| bucket_of(key(*i)) == b0)
@@ -296,8 +360,41 @@ mod tests {
     }
 
     #[test]
+    fn weighted_insert_evicts_the_lightest_entry() {
+        let mut t = BoundedTable::new(BUCKETS * 3, u64::MAX, Sharder::default());
+        let b0 = bucket_of(key(0));
+        let same: Vec<u32> = (1..200_000)
+            .filter(|i| bucket_of(key(*i)) == b0)
+            .take(10)
+            .collect();
+        // The oldest entry is the heaviest: it must survive.
+        t.insert(key(0), 0, 500u64);
+        t.insert(key(same[0]), 1, 0);
+        t.insert(key(same[1]), 2, 3);
+        for (n, &i) in same[2..].iter().enumerate() {
+            let ev = t.insert_weighted(key(i), 10 + n as u64, 0, |w| *w).unwrap();
+            assert_ne!(ev.0, key(0), "the hot entry was evicted");
+            assert_eq!(t.len(), 3);
+        }
+        assert_eq!(t.get_mut(key(0)), Some(&mut 500));
+    }
+
+    #[test]
+    fn expire_all_forgets_idle_entries_in_every_bucket() {
+        let mut t = BoundedTable::new(BUCKETS * 4, 10, Sharder::default());
+        for i in 0..3000u32 {
+            t.insert(key(i), 0, ());
+        }
+        t.touch(key(7), 15);
+        t.expire_all(20);
+        assert_eq!(t.len(), 1, "only the entry used within the idle time stays");
+        assert!(t.get_mut(key(7)).is_some());
+        assert_eq!(t.stats.expirations + t.stats.evictions, 2999);
+    }
+
+    #[test]
     fn idle_entries_expire_and_removed_ones_do_not_leak_queue() {
-        let mut t = BoundedTable::new(BUCKETS, 10);
+        let mut t = BoundedTable::new(BUCKETS, 10, Sharder::default());
         t.insert(key(0), 0, ());
         let b0 = bucket_of(key(0));
         let other = (1..100_000).find(|i| bucket_of(key(*i)) == b0).unwrap();

@@ -6,10 +6,12 @@
 pub mod flag_scan;
 pub mod icmp_flood;
 pub mod port_scan;
+pub mod repeated_attempts;
 pub mod syn_flood;
 
 use crate::packet::{Packet, Proto, Ts};
 use crate::rules::RuleId;
+use crate::shard::Sharder;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -23,6 +25,7 @@ pub struct DetectConfig {
     pub syn_flood: syn_flood::SynFloodConfig,
     pub flag_scan: flag_scan::FlagScanConfig,
     pub port_scan: port_scan::PortScanConfig,
+    pub repeated_attempts: repeated_attempts::RepeatedAttemptsConfig,
 }
 
 /// A detector's finding: the rule, and the measurement against its limit.
@@ -48,12 +51,14 @@ pub struct SourceState {
     pub icmp: icmp_flood::State,
     pub syn: syn_flood::State,
     pub scan: port_scan::State,
+    pub retry: repeated_attempts::State,
 }
 
 /// Runs every enabled detector on one packet of a source, cheapest first.
 /// Returns the first finding.
 pub fn inspect(
     cfg: &DetectConfig,
+    h: &Sharder,
     st: &mut SourceState,
     pkt: &Packet,
     now: Ts,
@@ -70,14 +75,32 @@ pub fn inspect(
             }
             let mut completed = false;
             if cfg.syn_flood.enabled {
-                let out = syn_flood::on_tcp(&cfg.syn_flood, &mut st.syn, pkt, now);
+                let out = syn_flood::on_tcp(&cfg.syn_flood, h, &mut st.syn, pkt, now);
                 if out.detection.is_some() {
                     return out.detection;
                 }
                 completed = out.completed;
             }
             if cfg.port_scan.enabled {
-                return port_scan::on_tcp(&cfg.port_scan, &mut st.scan, pkt, now, completed);
+                let d = port_scan::on_tcp(&cfg.port_scan, h, &mut st.scan, pkt, now, completed);
+                if d.is_some() {
+                    return d;
+                }
+            }
+            if cfg.repeated_attempts.enabled {
+                let flood = cfg.syn_flood.enabled.then(|| repeated_attempts::FloodPace {
+                    limit: cfg.syn_flood.limit,
+                    window: cfg.syn_flood.window,
+                });
+                return repeated_attempts::on_tcp(
+                    &cfg.repeated_attempts,
+                    flood,
+                    h,
+                    &mut st.retry,
+                    pkt,
+                    now,
+                    completed,
+                );
             }
             None
         }
@@ -110,13 +133,14 @@ impl WindowCount {
     }
 }
 
-/// Fixed-seed hash of a connection's far end as seen from the source.
-pub(crate) fn hash_endpoint(dst: IpAddr, dst_port: u16, src_port: u16) -> u64 {
+/// Keyed hash of a connection's far end as seen from the source (secret
+/// key: an attacker cannot make two endpoints collide on purpose).
+pub(crate) fn hash_endpoint(h: &Sharder, dst: IpAddr, dst_port: u16, src_port: u16) -> u64 {
     let ip = match dst {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
     };
-    crate::shard::build_hasher().hash_one((ip, dst_port, src_port))
+    h.hash_one((ip, dst_port, src_port))
 }
 
 pub(crate) fn fmt_window(w: Duration) -> String {

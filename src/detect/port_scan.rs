@@ -9,6 +9,7 @@
 use super::{fmt_window, hash_endpoint, Detection};
 use crate::packet::{Packet, TcpFlags as F, Ts};
 use crate::rules;
+use crate::shard::Sharder;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -56,6 +57,7 @@ struct Window {
 
 pub fn on_tcp(
     cfg: &PortScanConfig,
+    hasher: &Sharder,
     st: &mut State,
     pkt: &Packet,
     now: Ts,
@@ -78,7 +80,7 @@ pub fn on_tcp(
         w.unanswered_ports = 0;
         w.unanswered_pairs = 0;
     }
-    let pair = hash_endpoint(pkt.dst, pkt.dst_port, 0);
+    let pair = hash_endpoint(hasher, pkt.dst, pkt.dst_port, 0);
     if completed {
         if let Some(e) = w.pairs.iter_mut().find(|e| e.0 == pair && !e.1) {
             e.1 = true;
@@ -157,6 +159,7 @@ mod tests {
         for p in 1..=5 {
             assert!(on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::SYN, "198.19.0.2", p),
                 p as u64,
@@ -166,6 +169,7 @@ mod tests {
             // Repeats of the same port do not count twice.
             assert!(on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::SYN, "198.19.0.2", p),
                 p as u64,
@@ -173,7 +177,15 @@ mod tests {
             )
             .is_none());
         }
-        let d = on_tcp(&cfg, &mut st, &seg(F::SYN, "198.19.0.2", 6), 7, false).unwrap();
+        let d = on_tcp(
+            &cfg,
+            &Sharder::DEFAULT,
+            &mut st,
+            &seg(F::SYN, "198.19.0.2", 6),
+            7,
+            false,
+        )
+        .unwrap();
         assert_eq!(
             (d.rule, d.metric, d.value),
             (rules::PORT_SCAN, "distinct_ports", 6)
@@ -192,6 +204,7 @@ mod tests {
             let dst = format!("198.19.{}.{}", i / 200, i % 200 + 1);
             assert!(on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::SYN, &dst, 443 + i % 3),
                 i as u64,
@@ -200,6 +213,7 @@ mod tests {
             .is_none());
             assert!(on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::ACK, &dst, 443 + i % 3),
                 i as u64,
@@ -223,6 +237,7 @@ mod tests {
             // One new port every 3 s: never 6 within 10 s.
             assert!(on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::SYN, "198.19.0.2", p),
                 p as u64 * 3 * sec,

@@ -9,6 +9,7 @@
 use super::{fmt_window, hash_endpoint, Detection, WindowCount};
 use crate::packet::{Packet, TcpFlags as F, Ts};
 use crate::rules;
+use crate::shard::Sharder;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -82,7 +83,13 @@ pub struct Outcome {
     pub completed: bool,
 }
 
-pub fn on_tcp(cfg: &SynFloodConfig, st: &mut State, pkt: &Packet, now: Ts) -> Outcome {
+pub fn on_tcp(
+    cfg: &SynFloodConfig,
+    hasher: &Sharder,
+    st: &mut State,
+    pkt: &Packet,
+    now: Ts,
+) -> Outcome {
     let mut out = Outcome {
         detection: None,
         completed: false,
@@ -116,7 +123,7 @@ pub fn on_tcp(cfg: &SynFloodConfig, st: &mut State, pkt: &Packet, now: Ts) -> Ou
             }
         }
         if !is_syn && st.filter != 0 && f.any(F::ACK | F::RST) && !f.any(F::SYN) {
-            let h = hash_endpoint(pkt.dst, pkt.dst_port, pkt.src_port);
+            let h = hash_endpoint(hasher, pkt.dst, pkt.dst_port, pkt.src_port);
             if st.filter & filter_bit(h) != 0 && p.by_endpoint.remove(&h).is_some() {
                 // An ACK completes the handshake; a RST abandons it. Either
                 // way it was not left half-open.
@@ -150,7 +157,7 @@ pub fn on_tcp(cfg: &SynFloodConfig, st: &mut State, pkt: &Packet, now: Ts) -> Ou
     }
 
     let p = st.pending.get_or_insert_with(Default::default);
-    let h = hash_endpoint(pkt.dst, pkt.dst_port, pkt.src_port);
+    let h = hash_endpoint(hasher, pkt.dst, pkt.dst_port, pkt.src_port);
     if p.by_endpoint.len() >= cfg.max_pending && !p.by_endpoint.contains_key(&h) {
         // Table for this source full: the oldest pending SYN is given up on.
         while let Some((t, old)) = p.order.pop_front() {
@@ -210,15 +217,25 @@ mod tests {
         };
         let mut st = State::default();
         for i in 0..10u16 {
-            assert!(
-                on_tcp(&cfg, &mut st, &seg(F::SYN, 1000 + i, 80), i as u64 * MS)
-                    .detection
-                    .is_none()
-            );
-        }
-        let d = on_tcp(&cfg, &mut st, &seg(F::SYN, 2000, 80), 20 * MS)
+            assert!(on_tcp(
+                &cfg,
+                &Sharder::DEFAULT,
+                &mut st,
+                &seg(F::SYN, 1000 + i, 80),
+                i as u64 * MS
+            )
             .detection
-            .unwrap();
+            .is_none());
+        }
+        let d = on_tcp(
+            &cfg,
+            &Sharder::DEFAULT,
+            &mut st,
+            &seg(F::SYN, 2000, 80),
+            20 * MS,
+        )
+        .detection
+        .unwrap();
         assert_eq!(d.rule, rules::SYN_FLOOD);
         assert_eq!(d.value, 11);
     }
@@ -234,10 +251,22 @@ mod tests {
         let mut t = 0;
         for i in 0..50u16 {
             t += 50 * MS;
-            assert!(on_tcp(&cfg, &mut st, &seg(F::SYN, 1000 + i, 80), t)
-                .detection
-                .is_none());
-            let o = on_tcp(&cfg, &mut st, &seg(F::ACK, 1000 + i, 80), t + MS);
+            assert!(on_tcp(
+                &cfg,
+                &Sharder::DEFAULT,
+                &mut st,
+                &seg(F::SYN, 1000 + i, 80),
+                t
+            )
+            .detection
+            .is_none());
+            let o = on_tcp(
+                &cfg,
+                &Sharder::DEFAULT,
+                &mut st,
+                &seg(F::ACK, 1000 + i, 80),
+                t + MS,
+            );
             assert!(o.completed && o.detection.is_none());
         }
     }
@@ -254,6 +283,7 @@ mod tests {
         for i in 0..10u16 {
             let o = on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::SYN, 1000 + i, 80),
                 i as u64 * 60 * MS,
@@ -282,6 +312,7 @@ mod tests {
         for i in 0..10_000u32 {
             on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::SYN, (i % 60000) as u16, (i / 60000) as u16),
                 i as u64,
@@ -289,6 +320,7 @@ mod tests {
             // Retransmit the same SYN to create stale queue entries.
             on_tcp(
                 &cfg,
+                &Sharder::DEFAULT,
                 &mut st,
                 &seg(F::SYN, (i % 60000) as u16, (i / 60000) as u16),
                 i as u64,

@@ -17,7 +17,7 @@
 use super::worker::{Batch, Slot, ToShard};
 use crate::metrics::{PortCounts, PortPublisher};
 use crate::packet::{self, LinkType};
-use crate::shard;
+use crate::shard::Sharder;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,7 +232,7 @@ impl IoThread {
                         // SAFETY: just consumed from RX, owned by us.
                         let data = unsafe { umem.data(d) };
                         let sh = match packet::source_of(LinkType::Ethernet, data.contents()) {
-                            Some(ip) => shard::shard_of(ip, shards),
+                            Some(ip) => Sharder::DEFAULT.shard_of(ip, shards),
                             None => {
                                 spread = spread.wrapping_add(1);
                                 spread % shards

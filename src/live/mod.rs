@@ -198,6 +198,43 @@ fn open_queue(
     Ok((umem, ports, descs))
 }
 
+/// The deployment's shard-hash key: read from `path`, or generated and
+/// written there (mode 0600, directory created) on first start, so restarts
+/// keep the same buckets and `analyze --hash-key` can reproduce this box.
+fn load_or_create_key(path: &std::path::Path) -> Result<crate::shard::HashKey, LiveError> {
+    use crate::shard::HashKey;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad = |what: String| LiveError::Setup(format!("shard hash key {}: {what}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            return HashKey::parse(&text).ok_or_else(|| {
+                bad(
+                    "not 32 hex digits (delete it to generate a new key, or set engine.hash_key)"
+                        .into(),
+                )
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bad(e.to_string())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| bad(format!("creating its directory: {e}")))?;
+    }
+    let key = HashKey::generate().map_err(|e| bad(format!("reading /dev/urandom: {e}")))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| bad(format!("creating it: {e}")))?;
+    f.write_all(format!("{}\n", key.to_hex()).as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| bad(format!("writing it: {e}")))?;
+    tracing::info!("created a new shard hash key in {}", path.display());
+    Ok(key)
+}
+
 fn pin_to(core: Option<core_affinity::CoreId>) {
     if let Some(c) = core {
         if !core_affinity::set_for_current(c) {
@@ -207,8 +244,12 @@ fn pin_to(core: Option<core_affinity::CoreId>) {
 }
 
 /// Runs until SIGINT/SIGTERM. Config comes from `opts.sources`.
-pub fn run(cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> {
+pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> {
     let queues = preflight(&cfg)?;
+    if cfg.engine.hash_key.is_none() {
+        let key = load_or_create_key(&cfg.live.hash_key_file)?;
+        cfg.engine.hash_key = Some(key.to_hex());
+    }
     let started = Instant::now();
     let l = cfg.live.clone();
     let rules = Arc::new(Ruleset::load(&cfg.signatures)?);

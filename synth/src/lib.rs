@@ -459,11 +459,21 @@ pub fn mixed() -> Vec<(Ts, Vec<u8>)> {
             tcp(a(2), server, sport, 80, SYN, rng.random(), b""),
         );
     }
-    // Half-open: 30 SYNs/s to 443 for 8 s, never completed (below the SYN rate limit).
+    // Half-open: 30 SYNs/s to port 443 of a 12-server farm for 8 s, never
+    // completed: below the SYN rate limit, too few host:port pairs for a
+    // port scan and too few tries per server for repeated attempts.
     for i in 0..240u32 {
         cap.add(
             t(1.0) + i as Ts * 33 * MS,
-            tcp(a(3), server, 10_000 + i as u16, 443, SYN, i * 7919, b""),
+            tcp(
+                a(3),
+                v4(198, 19, 0, 100 + (i % 12) as u8),
+                10_000 + i as u16,
+                443,
+                SYN,
+                i * 7919,
+                b"",
+            ),
         );
     }
     // Flag scans: a few probes each.

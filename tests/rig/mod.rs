@@ -219,6 +219,9 @@ impl Rig {
     pub fn start_live(&mut self, extra: &[&str], log: &str) -> usize {
         let pin = self.pin_dir();
         let alerts = self.path("live-alerts.jsonl");
+        // The box's own key file, kept in the test's directory (never
+        // /var/lib on the machine running the tests).
+        let key = format!("live.hash_key_file={}", self.path("hash.key").display());
         let mut a = vec![
             env!("CARGO_BIN_EXE_flowgate"),
             "live",
@@ -230,6 +233,8 @@ impl Rig {
             pin.to_str().unwrap(),
             "--alerts",
             alerts.to_str().unwrap(),
+            "--set",
+            &key,
         ];
         a.extend_from_slice(extra);
         let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();

@@ -1,0 +1,231 @@
+//! Behavioural detection under crafted traffic: repeated attempts, timers
+//! that end blocks without a packet, and an attacker who knows the shard
+//! hash key trying to evict its own block.
+
+mod common;
+use common::*;
+use flowgate::alert::Event;
+use flowgate::engine::{RawFrame, ShardEngine, Verdict};
+use flowgate::packet::LinkType;
+use flowgate::rules;
+use flowgate::shard::{Sharder, SourceKey};
+use flowgate_synth::{self as synth, flags, EPOCH, MS, SEC};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+fn frame(idx: u64, ts: u64, data: &[u8]) -> RawFrame<'_> {
+    RawFrame {
+        idx,
+        ts,
+        link: LinkType::Ethernet,
+        data,
+        wire_len: data.len() as u32,
+    }
+}
+
+fn alerts_of(events: &[String], rule: u32) -> usize {
+    let needle = format!("\"signature_id\":{rule},");
+    events
+        .iter()
+        .filter(|e| e.contains("\"event_type\":\"alert\"") && e.contains(&needle))
+        .count()
+}
+
+#[test]
+fn repeated_attempts_to_one_closed_port_fire_once_for_any_shard_count() {
+    // The case: 200 SYNs at 50/s to one closed port, each answered
+    // by a RST from the server (which belongs to another source's shard).
+    let attacker = synth::v4(198, 18, 77, 1);
+    let server = synth::v4(198, 19, 0, 23);
+    let mut frames = Vec::new();
+    for i in 0..200u32 {
+        let t = EPOCH + i as u64 * 20 * MS;
+        let sport = 40_000 + i as u16;
+        frames.push((
+            t,
+            synth::tcp(attacker, server, sport, 23, flags::SYN, i, b""),
+        ));
+        frames.push((
+            t + MS,
+            synth::tcp(server, attacker, 23, sport, flags::RST | flags::ACK, 0, b""),
+        ));
+    }
+    let cfg = config(&[]);
+    let one = run_frames(&cfg, 1, &frames);
+    assert_eq!(
+        alerts_of(&one.events, rules::REPEATED_ATTEMPTS),
+        1,
+        "{:#?}",
+        one.events
+    );
+    assert_eq!(alerts_of(&one.events, rules::SYN_FLOOD), 0);
+    assert_eq!(alerts_of(&one.events, rules::PORT_SCAN), 0);
+    let alert = one
+        .events
+        .iter()
+        .find(|e| e.contains("9100040"))
+        .expect("alert");
+    assert!(
+        alert.contains("21 connection attempts to 198.19.0.23:23"),
+        "{alert}"
+    );
+    // The 21st SYN is the first one dropped; the rest of the source's
+    // packets are dropped by its block.
+    let dropped = one
+        .verdicts
+        .iter()
+        .filter(|(_, v)| *v == Verdict::Drop(rules::REPEATED_ATTEMPTS))
+        .count();
+    assert_eq!(dropped, 200 - 20);
+    for shards in [2, 3] {
+        let n = run_frames(&cfg, shards, &frames);
+        assert_eq!(n.events, one.events, "{shards} shards");
+        assert_eq!(n.verdicts, one.verdicts, "{shards} shards");
+    }
+}
+
+#[test]
+fn a_client_retrying_a_down_server_is_not_flagged() {
+    // A real connect(): Linux retransmits the SYN 6 times (1, 2, 4 … s).
+    let client = synth::v4(198, 18, 77, 2);
+    let server = synth::v4(198, 19, 0, 80);
+    let mut frames = Vec::new();
+    let mut t = EPOCH;
+    for attempt in 0..2u32 {
+        let mut gap = SEC;
+        for _ in 0..7 {
+            frames.push((
+                t,
+                synth::tcp(
+                    client,
+                    server,
+                    50_000 + attempt as u16,
+                    80,
+                    flags::SYN,
+                    1,
+                    b"",
+                ),
+            ));
+            t += gap;
+            gap *= 2;
+        }
+    }
+    let out = run_frames(&config(&[]), 1, &frames);
+    assert!(out.events.is_empty(), "{:#?}", out.events);
+}
+
+#[test]
+fn a_block_ends_on_time_without_a_packet_from_its_source() {
+    let cfg = config(&[("block.ttl", "\"2s\"")]);
+    let mut eng = ShardEngine::new(Arc::new(cfg.clone()), rules(&cfg)).unwrap();
+    let a = synth::v4(198, 18, 78, 1);
+    let v = synth::v4(198, 19, 0, 1);
+    for i in 0..101u64 {
+        let f = synth::echo_request(a, v, 1, i as u16, b"x");
+        eng.process(&frame(i + 1, EPOCH + i * MS, &f));
+    }
+    assert_eq!(eng.blocked_sources(), 1);
+    let until = eng.poll_timeout();
+    assert_eq!(
+        until,
+        EPOCH + 100 * MS + 2 * SEC,
+        "the block's expiry is the next timer"
+    );
+    assert!(eng
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, Event::Alert(_))));
+    eng.handle_timeout(until - 1);
+    assert_eq!(eng.blocked_sources(), 1, "not before its time");
+    assert!(eng.take_events().is_empty());
+    eng.handle_timeout(until);
+    assert_eq!(eng.blocked_sources(), 0);
+    let ev = eng.take_events();
+    let [Event::BlockEnd(end)] = ev.as_slice() else {
+        panic!("one episode end: {ev:?}");
+    };
+    let eve = end.to_eve().to_string();
+    assert!(eve.contains("\"end_reason\":\"expired\""), "{eve}");
+    assert!(
+        eve.contains("\"timestamp\":\"2026-01-01T00:00:02.100000+0000\""),
+        "{eve}"
+    );
+}
+
+#[test]
+fn offline_timers_are_shard_identical() {
+    // Blocks that expire while their sources are silent, amid other traffic
+    // that keeps packet time moving: every shard count ends them alike.
+    let cfg = config(&[("block.ttl", "\"3s\"")]);
+    let v = synth::v4(198, 19, 0, 1);
+    let mut frames = Vec::new();
+    for s in 0..20u8 {
+        let a = synth::v4(198, 18, 79, s);
+        for i in 0..150u64 {
+            let t = EPOCH + s as u64 * 300 * MS + i * MS;
+            frames.push((t, synth::echo_request(a, v, 1, i as u16, b"x")));
+        }
+    }
+    let bystander = synth::v4(198, 18, 80, 1);
+    for i in 0..200u64 {
+        frames.push((
+            EPOCH + 8 * SEC + i * 100 * MS,
+            synth::udp(bystander, v, 5000, 53, b"q"),
+        ));
+    }
+    frames.sort_by_key(|(t, _)| *t);
+    let one = run_frames(&cfg, 1, &frames);
+    let ends = one
+        .events
+        .iter()
+        .filter(|e| e.contains("\"end_reason\":\"expired\""))
+        .count();
+    assert_eq!(ends, 20, "{:#?}", one.events);
+    for shards in [2, 4] {
+        let n = run_frames(&cfg, shards, &frames);
+        assert_eq!(n.events, one.events, "{shards} shards");
+        assert_eq!(n.verdicts, one.verdicts, "{shards} shards");
+    }
+}
+
+#[test]
+fn an_attacker_who_knows_the_key_cannot_evict_its_own_block() {
+    // Worst case: the attacker knows the hash key (here the public default)
+    // and spoofs flag scans from addresses in its own bucket, each of which
+    // is blocked at once, to push its block out of a full bucket.
+    let cfg = config(&[("block.capacity", "4096")]); // 4 per bucket
+    let mut eng = ShardEngine::new(Arc::new(cfg.clone()), rules(&cfg)).unwrap();
+    let h = Sharder::DEFAULT;
+    let attacker = IpAddr::V4(Ipv4Addr::new(198, 18, 90, 1));
+    let bucket = h.bucket_of(SourceKey::from(attacker));
+    let same: Vec<IpAddr> = (1..2_000_000u32)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i)))
+        .filter(|ip| *ip != attacker && h.bucket_of(SourceKey::from(*ip)) == bucket)
+        .take(200)
+        .collect();
+    let v = synth::v4(198, 19, 0, 1);
+    let mut idx = 0;
+    let mut t = EPOCH;
+    let mut send = |eng: &mut ShardEngine, f: Vec<u8>| {
+        idx += 1;
+        t += MS;
+        eng.process(&frame(idx, t, &f))
+    };
+    for i in 0..150u16 {
+        send(&mut eng, synth::echo_request(attacker, v, 1, i, b"x"));
+    }
+    assert_eq!(eng.blocked_sources(), 1);
+    for (i, ip) in same.iter().enumerate() {
+        let f = synth::tcp(*ip, v, 1000, 80 + i as u16, 0, 1, b""); // NULL scan
+        assert_eq!(send(&mut eng, f), Verdict::Drop(rules::SCAN_NULL));
+    }
+    // Still blocked: its next packet is dropped under the flood rule.
+    let f = synth::echo_request(attacker, v, 1, 999, b"x");
+    assert_eq!(send(&mut eng, f), Verdict::Drop(rules::ICMP_FLOOD));
+    let evicted_self = eng.take_events().into_iter().any(|e| match e {
+        Event::BlockEnd(b) => b.src == attacker,
+        _ => false,
+    });
+    assert!(!evicted_self, "the attacker's block ended");
+    assert!(eng.stats().blocklist_table.evictions >= 190);
+}
