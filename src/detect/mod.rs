@@ -88,10 +88,13 @@ pub fn inspect(
                 }
             }
             if cfg.repeated_attempts.enabled {
-                let flood = cfg.syn_flood.enabled.then(|| repeated_attempts::FloodPace {
-                    limit: cfg.syn_flood.limit,
-                    window: cfg.syn_flood.window,
-                });
+                let flood = cfg
+                    .syn_flood
+                    .enabled
+                    .then_some(repeated_attempts::FloodPace {
+                        limit: cfg.syn_flood.limit,
+                        window: cfg.syn_flood.window,
+                    });
                 return repeated_attempts::on_tcp(
                     &cfg.repeated_attempts,
                     flood,

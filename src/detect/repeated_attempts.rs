@@ -51,7 +51,10 @@ impl Default for RepeatedAttemptsConfig {
 /// Per-source state: the endpoints being retried.
 #[derive(Debug, Default)]
 pub struct State {
-    /// Allocated on the first attempt; at most `max_targets` long.
+    /// Allocated on the first attempt; at most `max_targets` long. Boxed:
+    /// 8 bytes in every source's slot instead of a `Vec`'s 24, most sources
+    /// never retrying anything.
+    #[allow(clippy::box_collection)]
     targets: Option<Box<Vec<Target>>>,
 }
 

@@ -13,8 +13,12 @@
 //! a full shard queue leaves the batch pending and RX pauses (the kernel's
 //! RX ring absorbs the burst, then drops and counts), while verdicts keep
 //! being drained.
+//!
+//! This file does the ring calls; which frame is where, and when to stop,
+//! is kept by the ledger (`frames.rs`), which the tests drive without a NIC.
 
-use super::worker::{Batch, Slot, ToShard};
+use super::frames::{Ledger, Refused, Step};
+use super::worker::{Batch, ToShard};
 use crate::metrics::{PortCounts, PortPublisher};
 use crate::packet::{self, LinkType};
 use crate::shard::Sharder;
@@ -32,10 +36,6 @@ pub struct Port {
     pub rx: RxQueue,
     pub fq: FillQueue,
     pub cq: CompQueue,
-    /// Allowed frames waiting for room on the TX ring.
-    pending_tx: Vec<FrameDesc>,
-    /// Submitted to TX, not yet completed.
-    in_tx: usize,
     counts: PortCounts,
     publisher: PortPublisher,
 }
@@ -55,8 +55,6 @@ impl Port {
             rx,
             fq,
             cq,
-            pending_tx: Vec::new(),
-            in_tx: 0,
             counts: PortCounts::default(),
             publisher: PortPublisher::new(name, queue),
         }
@@ -67,8 +65,9 @@ pub struct IoThread {
     pub id: usize,
     pub queue: u32,
     pub ports: [Port; 2],
-    /// Frames owned by this thread and not on any ring or in any shard.
-    pub free: Vec<FrameDesc>,
+    /// Where each frame of this UMEM is; the loop below moves them between
+    /// the rings and tells the ledger at every hand-over.
+    pub ledger: Ledger<FrameDesc>,
     pub to_shard: Vec<Sender<ToShard>>,
     pub back: Receiver<Batch>,
     pub stop: Arc<AtomicBool>,
@@ -79,6 +78,27 @@ pub struct IoThread {
     pub inspect: bool,
     /// Times a shard queue refused a batch (published as a delta).
     pub queue_full: u64,
+    /// The deployment's keyed shard hash (the same one offline analysis
+    /// needs to reproduce this box).
+    pub sharder: Sharder,
+}
+
+/// Offers a batch to a shard queue without waiting.
+fn send(to: &Sender<ToShard>, b: Batch) -> Result<(), Refused<FrameDesc>> {
+    match to.try_send(ToShard::Batch(b)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let full = matches!(e, TrySendError::Full(_));
+            let ToShard::Batch(b) = e.into_inner() else {
+                unreachable!("try_send hands back the message it was given")
+            };
+            Err(if full {
+                Refused::Full(b)
+            } else {
+                Refused::Closed(b)
+            })
+        }
+    }
 }
 
 impl IoThread {
@@ -89,68 +109,53 @@ impl IoThread {
         let latency = crate::metrics::verdict_latency(self.queue);
         let queue_full = crate::metrics::queue_full(self.queue);
         let mut queue_full_published = 0u64;
-        let total_frames = self.free.len();
-        let mut filling: Vec<Option<Batch>> = (0..shards).map(|_| None).collect();
-        let mut pool: Vec<Batch> = Vec::new();
-        // Batches a full shard queue refused; retried before any new RX.
-        let mut stuck: Vec<(usize, Batch)> = Vec::new();
-        let mut in_flight = 0usize;
         let mut scratch = vec![FrameDesc::default(); self.batch_size.max(64)];
         let mut spread = 0usize;
         let mut last_publish = Instant::now();
         let mut idle_rounds = 0u32;
-        let mut stop_seen: Option<Instant> = None;
+        let mut reported_imbalance = false;
 
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
             let mut work = false;
 
             // 1. Completed transmissions give their frames back.
-            for p in self.ports.iter_mut() {
-                if p.in_tx > 0 {
+            for (port, p) in self.ports.iter_mut().enumerate() {
+                if self.ledger.on_tx(port) > 0 {
                     // SAFETY: descriptors are written by the kernel's CQ and
                     // point into this UMEM; `scratch` is ours.
                     let n = unsafe { p.cq.consume(&mut scratch) };
                     if n > 0 {
-                        p.in_tx -= n;
-                        self.free.extend_from_slice(&scratch[..n]);
+                        self.ledger.completed(port, &scratch[..n]);
                         work = true;
                     }
                 }
             }
 
             // 2. Verdicts: ALLOW leaves by the other port, DROP is recycled.
-            while let Ok(mut b) = self.back.try_recv() {
-                in_flight -= 1;
+            while let Ok(b) = self.back.try_recv() {
                 work = true;
                 latency.record(b.rx_at.elapsed().as_secs_f64());
-                for s in b.slots.drain(..) {
-                    if s.allow {
-                        self.ports[1 - s.port as usize].pending_tx.push(s.desc);
-                    } else {
-                        self.free.push(s.desc);
-                    }
-                }
-                pool.push(b);
+                self.ledger.verdict(b);
             }
 
             // 3. Transmit what fits; keep kicking while frames are in
             // flight (copy mode sends a bounded number per wakeup).
-            for p in self.ports.iter_mut() {
-                if !p.pending_tx.is_empty() {
-                    let room = p.tx.nb_free(p.pending_tx.len() as u32) as usize;
-                    let n = room.min(p.pending_tx.len());
-                    if n > 0 {
-                        // SAFETY: these frames came back from a shard and are
-                        // on no other ring; the TX ring is this UMEM's.
-                        let sent = unsafe { p.tx.produce(&p.pending_tx[..n]) };
-                        p.pending_tx.drain(..sent);
-                        p.in_tx += sent;
-                        p.counts.tx_packets += sent as u64;
-                        work |= sent > 0;
-                    }
+            for (port, p) in self.ports.iter_mut().enumerate() {
+                let pending = self.ledger.pending_tx(port);
+                if pending > 0 {
+                    let room = p.tx.nb_free(pending as u32) as usize;
+                    let sent = self.ledger.transmit(port, room, |descs| {
+                        // SAFETY: the ledger offers only frames it owns
+                        // (back from a shard, or received uninspected): on
+                        // no other ring and in no shard. The TX ring is this
+                        // UMEM's.
+                        unsafe { p.tx.produce(descs) }
+                    });
+                    p.counts.tx_packets += sent as u64;
+                    work |= sent > 0;
                 }
-                if p.in_tx > 0 && p.tx.needs_wakeup() {
+                if self.ledger.on_tx(port) > 0 && p.tx.needs_wakeup() {
                     if let Err(e) = p.tx.wakeup() {
                         tracing::warn!("TX wakeup on {} queue {}: {e}", p.name, self.queue);
                     }
@@ -158,47 +163,33 @@ impl IoThread {
             }
 
             // 4. Refill the fill rings from the free frames.
-            for p in self.ports.iter_mut() {
-                if self.free.is_empty() {
+            for (port, p) in self.ports.iter_mut().enumerate() {
+                let free = self.ledger.free();
+                if free == 0 {
                     break;
                 }
-                let room = p.fq.nb_free(self.free.len() as u32) as usize;
-                let n = room.min(self.free.len());
-                if n > 0 {
-                    let at = self.free.len() - n;
-                    // SAFETY: free frames are on no ring and in no shard.
-                    let put = unsafe { p.fq.produce(&self.free[at..]) };
-                    self.free.truncate(self.free.len() - put);
+                let room = p.fq.nb_free(free as u32) as usize;
+                self.ledger.fill(port, room, |descs| {
+                    // SAFETY: the ledger offers only free frames: on no ring
+                    // and in no shard.
+                    unsafe { p.fq.produce(descs) }
+                });
+            }
+
+            // 5. Hand batches a full queue refused to their shards, in
+            // order per shard.
+            if self.ledger.rx_paused() {
+                match self.ledger.dispatch(|sh, b| send(&self.to_shard[sh], b)) {
+                    Ok(d) => work |= d.sent > 0,
+                    Err(_) => return,
                 }
             }
 
-            // 5. Hand pending batches to their shards, in order per shard.
-            if !stuck.is_empty() {
-                let mut refused = vec![false; shards];
-                for (sh, b) in std::mem::take(&mut stuck) {
-                    if refused[sh] {
-                        stuck.push((sh, b));
-                        continue;
-                    }
-                    match self.to_shard[sh].try_send(ToShard::Batch(b)) {
-                        Ok(()) => {
-                            in_flight += 1;
-                            work = true;
-                        }
-                        Err(TrySendError::Full(ToShard::Batch(b))) => {
-                            refused[sh] = true;
-                            stuck.push((sh, b));
-                        }
-                        Err(_) => return,
-                    }
-                }
-            }
-
-            // 6. Receive, unless shards are behind or we are stopping.
-            // Stopping: the sockets are out of the XSKMAP already, so this
-            // drains what the kernel put on the rings before that.
+            // 6. Receive, unless shards are behind. Stopping: the sockets
+            // are out of the XSKMAP already, so this drains what the kernel
+            // put on the rings before that.
             let mut got = 0usize;
-            if stuck.is_empty() {
+            if !self.ledger.rx_paused() {
                 let now_ts = super::wall_ns();
                 let rx_at = Instant::now();
                 for port in 0..2 {
@@ -218,57 +209,32 @@ impl IoThread {
                     work = true;
                     got += n;
                     p.counts.rx_packets += n as u64;
+                    for d in &scratch[..n] {
+                        p.counts.rx_bytes += d.lengths().data() as u64;
+                    }
                     if !self.inspect {
-                        for d in &scratch[..n] {
-                            p.counts.rx_bytes += d.lengths().data() as u64;
-                        }
-                        self.ports[1 - port]
-                            .pending_tx
-                            .extend_from_slice(&scratch[..n]);
+                        self.ledger.forward(port, &scratch[..n]);
                         continue;
                     }
                     for d in &scratch[..n] {
-                        p.counts.rx_bytes += d.lengths().data() as u64;
-                        // SAFETY: just consumed from RX, owned by us.
+                        // SAFETY: just consumed from RX and not yet handed
+                        // on: the frame is ours and nothing writes it.
                         let data = unsafe { umem.data(d) };
                         let sh = match packet::source_of(LinkType::Ethernet, data.contents()) {
-                            Some(ip) => Sharder::DEFAULT.shard_of(ip, shards),
+                            Some(ip) => self.sharder.shard_of(ip, shards),
                             None => {
                                 spread = spread.wrapping_add(1);
                                 spread % shards
                             }
                         };
-                        let b = filling[sh].get_or_insert_with(|| {
-                            let mut b = pool.pop().unwrap_or_else(|| Batch {
-                                io: self.id,
-                                ts: 0,
-                                rx_at,
-                                slots: Vec::with_capacity(self.batch_size),
-                            });
-                            b.ts = now_ts;
-                            b.rx_at = rx_at;
-                            b
-                        });
-                        b.slots.push(Slot {
-                            desc: *d,
-                            port: port as u8,
-                            allow: false,
-                        });
+                        self.ledger.rx(port, *d, sh, now_ts, rx_at);
                     }
                 }
                 // Send whatever this round gathered: holding frames back to
                 // fill a batch would add latency.
-                for (sh, slot) in filling.iter_mut().enumerate() {
-                    if let Some(b) = slot.take() {
-                        match self.to_shard[sh].try_send(ToShard::Batch(b)) {
-                            Ok(()) => in_flight += 1,
-                            Err(TrySendError::Full(ToShard::Batch(b))) => {
-                                self.queue_full += 1;
-                                stuck.push((sh, b));
-                            }
-                            Err(_) => return,
-                        }
-                    }
+                match self.ledger.dispatch(|sh, b| send(&self.to_shard[sh], b)) {
+                    Ok(d) => self.queue_full += d.refused as u64,
+                    Err(_) => return,
                 }
             }
 
@@ -277,51 +243,35 @@ impl IoThread {
                 self.publish();
                 queue_full.increment(self.queue_full - queue_full_published);
                 queue_full_published = self.queue_full;
+                self.audit(&mut reported_imbalance);
             }
 
-            if stopping && stop_seen.is_none() {
-                stop_seen = Some(Instant::now());
-            }
-            let since = stop_seen;
-            let drained = in_flight == 0 && stuck.is_empty() && got == 0;
-            // Frames an XDP program on another CPU redirected just before
-            // the map entry went arrive a moment later: wait briefly. A
-            // shard that never answers (it died) is given up on.
-            let give_up = since.is_some_and(|t| t.elapsed() > Duration::from_secs(5));
-            if give_up && !drained {
-                tracing::error!(
-                    "I/O thread {}: {in_flight} batch(es) never came back from the shards",
-                    self.id
-                );
-            }
-            if since.is_some_and(|t| t.elapsed() > Duration::from_millis(20)) && drained || give_up
+            if let Step::Stop { unreturned } = self.ledger.poll_stop(stopping, got, Instant::now())
             {
+                if unreturned > 0 {
+                    tracing::error!(
+                        "I/O thread {}: {unreturned} batch(es) never came back from the shards",
+                        self.id
+                    );
+                }
                 // Drain: forward what was allowed, then stop.
-                let deadline = Instant::now() + Duration::from_millis(200);
-                while self
-                    .ports
-                    .iter()
-                    .any(|p| !p.pending_tx.is_empty() || p.in_tx > 0)
-                    && Instant::now() < deadline
-                {
+                while self.ledger.flushing(Instant::now()) {
                     self.flush_tx(&mut scratch);
                 }
                 self.publish();
+                self.audit(&mut reported_imbalance);
                 tracing::debug!(
-                    "I/O thread {} stopping ({} of {total_frames} frames free)",
+                    "I/O thread {} stopping ({} of {} frames free)",
                     self.id,
-                    self.free.len()
+                    self.ledger.free(),
+                    self.ledger.total()
                 );
                 return;
             }
 
             if work {
                 idle_rounds = 0;
-            } else if in_flight > 0
-                || !stuck.is_empty()
-                || stopping
-                || self.ports.iter().any(|p| p.in_tx > 0)
-            {
+            } else if self.ledger.waiting() || stopping {
                 // Waiting on shards or the NIC: stay responsive.
                 idle_rounds += 1;
                 if idle_rounds > 64 {
@@ -338,24 +288,35 @@ impl IoThread {
     }
 
     fn flush_tx(&mut self, scratch: &mut [FrameDesc]) {
-        for p in self.ports.iter_mut() {
-            if !p.pending_tx.is_empty() {
-                let n = (p.tx.nb_free(p.pending_tx.len() as u32) as usize).min(p.pending_tx.len());
-                // SAFETY: as in the main loop.
-                let sent = unsafe { p.tx.produce(&p.pending_tx[..n]) };
-                p.pending_tx.drain(..sent);
-                p.in_tx += sent;
+        for (port, p) in self.ports.iter_mut().enumerate() {
+            let pending = self.ledger.pending_tx(port);
+            if pending > 0 {
+                let room = p.tx.nb_free(pending as u32) as usize;
+                let sent = self.ledger.transmit(port, room, |descs| {
+                    // SAFETY: as in the main loop.
+                    unsafe { p.tx.produce(descs) }
+                });
                 p.counts.tx_packets += sent as u64;
             }
-            if p.in_tx > 0 {
+            if self.ledger.on_tx(port) > 0 {
                 let _ = p.tx.wakeup();
                 // SAFETY: as in the main loop.
                 let n = unsafe { p.cq.consume(scratch) };
-                p.in_tx -= n;
-                self.free.extend_from_slice(&scratch[..n]);
+                self.ledger.completed(port, &scratch[..n]);
             }
         }
         std::thread::yield_now();
+    }
+
+    /// Logs (once) a frame the ledger cannot account for: a bug here, or a
+    /// kernel or shard handing back more than it was given.
+    fn audit(&self, reported: &mut bool) {
+        if let Err(e) = self.ledger.check() {
+            if !*reported {
+                tracing::error!("I/O thread {}: frame accounting: {e}", self.id);
+                *reported = true;
+            }
+        }
     }
 
     fn wait_rx(&mut self, timeout_ms: u16) {

@@ -10,10 +10,12 @@
 //!                              sink: alert log, SQLite, kernel blocklist insert
 //! ```
 //!
-//! `io.rs` owns the rings, `worker.rs` runs the same engine `analyze` runs,
-//! `sink.rs` writes decisions out. This file sets it up, handles signals
+//! `io.rs` owns the rings, `frames.rs` keeps account of who holds each
+//! frame, `worker.rs` runs the same engine `analyze` runs, `sink.rs` writes
+//! decisions out. This file sets it up, handles signals
 //! (SIGHUP reload, SIGINT/SIGTERM stop) and tears it down.
 
+mod frames;
 mod io;
 mod sink;
 mod worker;
@@ -25,6 +27,7 @@ use crate::packet::Ts;
 use crate::ruleset::Ruleset;
 use crate::xdp::{self, XskRegistry};
 use crossbeam_channel::bounded;
+use frames::Ledger;
 use io::{IoThread, Port};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use sink::{Sink, SinkReport, ToSink};
@@ -33,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use worker::{ToShard, Worker};
-use xsk_rs::Umem;
+use xsk_rs::{FrameDesc, Umem};
 
 /// State the threads share read-only (plus the exit totals).
 pub struct Shared {
@@ -174,28 +177,26 @@ fn preflight(cfg: &Config) -> Result<usize, LiveError> {
 }
 
 /// One queue pair: a UMEM shared by the sockets on queue `q` of both ports,
-/// fill rings already stocked. Not yet in the XSKMAP: nothing arrives
-/// before the threads that serve it run.
-fn open_queue(
-    cfg: &Config,
-    q: u32,
-) -> Result<(Umem, [Port; 2], Vec<xsk_rs::FrameDesc>), LiveError> {
+/// fill rings already stocked, and the ledger of its frames. Not yet in the
+/// XSKMAP: nothing arrives before the threads that serve it run.
+fn open_queue(cfg: &Config, q: u32) -> Result<(Umem, [Port; 2], Ledger<FrameDesc>), LiveError> {
     let l = &cfg.live;
-    let (umem, mut descs) = crate::xsk::umem(l.frames_per_queue, l.ring_size)?;
+    let (umem, descs) = crate::xsk::umem(l.frames_per_queue, l.ring_size)?;
+    let mut ledger = Ledger::new(q as usize, cfg.shards(), cfg.engine.batch_size, descs);
     let mut ports = Vec::with_capacity(2);
-    for iface in [&l.ingress, &l.egress] {
+    for (port, iface) in [&l.ingress, &l.egress].into_iter().enumerate() {
         let mut r = crate::xsk::bind(&umem, iface, q, l.ring_size)?;
-        let n = (r.fq.nb_free(l.ring_size) as usize).min(descs.len() / 2);
-        let at = descs.len() - n;
-        // SAFETY: fresh frames of this UMEM, on no ring yet.
-        let put = unsafe { r.fq.produce(&descs[at..]) };
-        descs.truncate(descs.len() - put);
+        let room = (r.fq.nb_free(l.ring_size) as usize).min(ledger.free() / 2);
+        ledger.fill(port, room, |descs| {
+            // SAFETY: fresh frames of this UMEM, on no ring yet.
+            unsafe { r.fq.produce(descs) }
+        });
         ports.push(Port::new(iface, q, r.tx, r.rx, r.fq, r.cq));
     }
     let ports: [Port; 2] = ports
         .try_into()
         .map_err(|_| LiveError::Setup("expected two ports".into()))?;
-    Ok((umem, ports, descs))
+    Ok((umem, ports, ledger))
 }
 
 /// The deployment's shard-hash key: read from `path`, or generated and
@@ -315,12 +316,12 @@ fn run_attached(
     let mut queue_ports = Vec::new();
     let mut fds = Vec::new();
     for q in 0..queues as u32 {
-        let (umem, ports, descs) = open_queue(&cfg, q)?;
+        let (umem, ports, ledger) = open_queue(&cfg, q)?;
         for (port, p) in ports.iter().enumerate() {
             fds.push((port as u32, q, p.rx.fd().as_raw_fd()));
         }
         umems.push(umem);
-        queue_ports.push((ports, descs));
+        queue_ports.push((ports, ledger));
     }
     let shared = Arc::new(Shared {
         umems,
@@ -416,12 +417,12 @@ fn run_attached(
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut io_threads = Vec::new();
-    for (id, ((ports, descs), back)) in queue_ports.into_iter().zip(back_rx).enumerate() {
+    for (id, ((ports, ledger), back)) in queue_ports.into_iter().zip(back_rx).enumerate() {
         let t = IoThread {
             id,
             queue: id as u32,
             ports,
-            free: descs,
+            ledger,
             to_shard: to_shard.clone(),
             back,
             stop: stop.clone(),
@@ -430,6 +431,7 @@ fn run_attached(
             shared: shared.clone(),
             inspect: l.inspect,
             queue_full: 0,
+            sharder: cfg.sharder(),
         };
         let c = core(id);
         io_threads.push(

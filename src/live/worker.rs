@@ -15,23 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xsk_rs::FrameDesc;
 
-/// One received frame on its way through a shard.
-#[derive(Clone, Copy)]
-pub struct Slot {
-    pub desc: FrameDesc,
-    /// Port it arrived on (0 ingress, 1 egress); it leaves by the other.
-    pub port: u8,
-    pub allow: bool,
-}
-
-/// Frames of one RX round for one shard, all from one I/O thread.
-pub struct Batch {
-    pub io: usize,
-    /// Receive time of the round (wall clock ns), the packets' time.
-    pub ts: Ts,
-    pub rx_at: Instant,
-    pub slots: Vec<Slot>,
-}
+/// Frames of one RX round for one shard, each an owned `Frame` in a slot
+/// (see `frames.rs`).
+pub type Batch = super::frames::Batch<FrameDesc>;
 
 pub enum ToShard {
     Batch(Batch),
@@ -70,18 +56,19 @@ impl Worker {
                 Some(ToShard::Batch(mut b)) => {
                     let started = Instant::now();
                     let umem = &self.shared.umems[b.io];
-                    for s in b.slots.iter_mut() {
+                    let ts = b.ts;
+                    for s in b.slots_mut() {
                         idx += 1;
-                        // SAFETY: the descriptor came off this UMEM's RX ring
-                        // and stays owned by userspace until the I/O thread
-                        // puts it on a TX or fill ring, which it does only
-                        // after this batch comes back: nothing else reads or
+                        // SAFETY: the frame came off this UMEM's RX ring and
+                        // the slot's `Frame` is its only owner: the I/O
+                        // thread puts it on a TX or fill ring only after
+                        // this batch comes back, so nothing else reads or
                         // writes the frame meanwhile.
-                        let data = unsafe { umem.data(&s.desc) };
+                        let data = unsafe { umem.data(s.frame.desc()) };
                         let data = data.contents();
                         let v = self.engine.process(&RawFrame {
                             idx,
-                            ts: b.ts,
+                            ts,
                             link: LinkType::Ethernet,
                             data,
                             wire_len: data.len() as u32,
@@ -106,6 +93,13 @@ impl Worker {
                     break;
                 }
                 None => {}
+            }
+            // Timers run on the wall clock (live packet time): a block ends
+            // at its expiry even if its source stays silent. The receive
+            // timeout above bounds the delay by `metrics.interval`.
+            let now = super::wall_ns();
+            if now >= self.engine.poll_timeout() {
+                self.engine.handle_timeout(now);
             }
             // Never wait on the alert writer: if it is behind (slow disk),
             // events stay in the engine until there is room.
