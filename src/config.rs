@@ -122,6 +122,9 @@ pub struct MetricsConfig {
     /// How often shards publish their local counts.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// `/metrics` has no authentication: a listen address that is not
+    /// loopback is refused unless this is set.
+    pub allow_remote: bool,
 }
 
 impl Default for MetricsConfig {
@@ -130,6 +133,7 @@ impl Default for MetricsConfig {
             enabled: true,
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
             interval: Duration::from_millis(500),
+            allow_remote: false,
         }
     }
 }
@@ -269,6 +273,15 @@ impl Default for TablesConfig {
     }
 }
 
+/// Longest window a detector counts over (and the timeouts of its state).
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// Longest block TTL and table idle timeout: 30 days.
+pub const MAX_LONG_DURATION: Duration = Duration::from_secs(30 * 86_400);
+/// Largest table (sources, flows, blocklist): 2^24 entries.
+pub const MAX_TABLE: u64 = 1 << 24;
+/// Largest count limit of a detector.
+pub const MAX_RATE: u64 = 100_000_000;
+
 /// A configuration problem, always naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -284,6 +297,72 @@ pub enum ConfigError {
     },
     #[error("--set {0}: expected KEY=VALUE, e.g. --set detect.icmp_flood.limit=200")]
     SetSyntax(String),
+}
+
+impl ConfigError {
+    /// Says where a bad value came from: the config file and line, or the
+    /// flag / environment variable that set it.
+    fn locate(self, src: &Sources) -> ConfigError {
+        let ConfigError::Value {
+            key,
+            value,
+            allowed,
+        } = self
+        else {
+            return self;
+        };
+        let from = if src.overrides.iter().any(|(k, _)| *k == key) {
+            " (from a flag or --set)".to_string()
+        } else if src.env && std::env::var_os(env_name(&key)).is_some() {
+            format!(" (from {})", env_name(&key))
+        } else if let Some((path, line)) = src
+            .file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok().map(|t| (p, t)))
+            .and_then(|(p, t)| toml_line(&t, &key).map(|l| (p, l)))
+        {
+            format!(" ({} line {line})", path.display())
+        } else {
+            String::new()
+        };
+        ConfigError::Value {
+            key,
+            value,
+            allowed: allowed + &from,
+        }
+    }
+}
+
+/// `FLOWGATE_DETECT__ICMP_FLOOD__LIMIT` for `detect.icmp_flood.limit`.
+fn env_name(key: &str) -> String {
+    format!("FLOWGATE_{}", key.replace('.', "__").to_uppercase())
+}
+
+/// The line (1-based) where a dotted key is set in a TOML text: under its
+/// `[section]` header, or written out in full. A best effort for messages.
+fn toml_line(text: &str, key: &str) -> Option<usize> {
+    let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            current = h.trim().to_string();
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim();
+        let full = if current.is_empty() {
+            k.to_string()
+        } else {
+            format!("{current}.{k}")
+        };
+        if full == key || (current == section && k == name) {
+            return Some(n + 1);
+        }
+    }
+    None
 }
 
 /// Where configuration comes from, lowest precedence first.
@@ -306,9 +385,21 @@ impl Config {
     pub fn load(src: &Sources) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &src.file {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            let bytes = std::fs::read(path).map_err(|e| ConfigError::File {
                 path: path.clone(),
                 msg: e.to_string(),
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let at = e.utf8_error().valid_up_to();
+                let b = e.as_bytes();
+                let line = b[..at].iter().filter(|&&c| c == b'\n').count() + 1;
+                ConfigError::File {
+                    path: path.clone(),
+                    msg: format!(
+                        "line {line}: not UTF-8 (byte {:#04x} at offset {at})",
+                        b[at]
+                    ),
+                }
             })?;
             // Parse here first: toml's errors carry line and column.
             toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::File {
@@ -339,13 +430,18 @@ impl Config {
                 let from = err
                     .metadata
                     .as_ref()
-                    .map(|m| format!(" (from {})", m.name))
+                    .map(|m| match (&src.file, m.name.as_ref()) {
+                        // Figment names an in-memory TOML source generically.
+                        (Some(p), "TOML source string") => format!(" (in {})", p.display()),
+                        (_, "Serialized") => " (from a flag or --set)".to_string(),
+                        (_, name) => format!(" (from {name})"),
+                    })
                     .unwrap_or_default();
                 msgs.push(format!("{key}{}{from}", err.kind));
             }
             ConfigError::Parse(msgs.join("; "))
         })?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| e.locate(src))?;
         Ok(cfg)
     }
 
@@ -385,19 +481,106 @@ impl Config {
                 ));
             }
         }
-        let d = |k: &str, v: Duration| -> Result<(), ConfigError> {
-            if v.is_zero() {
+        // Durations: positive and at most `max`, so converting to packet-time
+        // nanoseconds (u64) can never wrap.
+        let d_max = |k: &str, v: Duration, max: Duration| -> Result<(), ConfigError> {
+            if v.is_zero() || v > max {
                 Err(bad(
                     k,
-                    "\"0s\"",
-                    "must be a positive duration such as \"1s\" or \"500ms\"",
+                    format!("\"{}\"", humantime::format_duration(v)),
+                    &format!(
+                        "must be a positive duration up to {} such as \"1s\" or \"500ms\"",
+                        humantime::format_duration(max)
+                    ),
                 ))
             } else {
                 Ok(())
             }
         };
-        d("block.ttl", self.block.ttl)?;
-        d("metrics.interval", self.metrics.interval)?;
+        let d = |k: &str, v: Duration| d_max(k, v, MAX_WINDOW);
+        // Counts: at least `min`, at most `max` (tables cap memory).
+        let n = |k: &str, v: u64, min: u64, max: u64| -> Result<(), ConfigError> {
+            if v < min || v > max {
+                Err(bad(k, v, &format!("must be {min} to {max}")))
+            } else {
+                Ok(())
+            }
+        };
+        d_max("block.ttl", self.block.ttl, MAX_LONG_DURATION)?;
+        d_max(
+            "metrics.interval",
+            self.metrics.interval,
+            Duration::from_secs(60),
+        )?;
+        if !self.metrics.listen.ip().is_loopback() && !self.metrics.allow_remote {
+            return Err(bad(
+                "metrics.listen",
+                self.metrics.listen,
+                "is not a loopback address and /metrics has no authentication: \
+                 set metrics.allow_remote = true to expose it (firewall it), \
+                 or keep 127.0.0.1 and scrape through a proxy",
+            ));
+        }
+        n("block.capacity", self.block.capacity as u64, 1, MAX_TABLE)?;
+        n(
+            "block.allowlist",
+            self.block.allowlist.len() as u64,
+            0,
+            65_536,
+        )?;
+        n("tables.sources", self.tables.sources as u64, 1, MAX_TABLE)?;
+        d_max(
+            "tables.idle_timeout",
+            self.tables.idle_timeout,
+            MAX_LONG_DURATION,
+        )?;
+        let sg = &self.signatures;
+        n("signatures.flows", sg.flows as u64, 1, MAX_TABLE)?;
+        d_max(
+            "signatures.flow_timeout",
+            sg.flow_timeout,
+            MAX_LONG_DURATION,
+        )?;
+        n(
+            "signatures.max_request",
+            sg.max_request as u64,
+            256,
+            1 << 20,
+        )?;
+        n("signatures.body_limit", sg.body_limit as u64, 0, 1 << 20)?;
+        n(
+            "signatures.max_ooo_segments",
+            sg.max_ooo_segments as u64,
+            0,
+            1024,
+        )?;
+        n("signatures.http_ports", sg.http_ports.len() as u64, 0, 1024)?;
+        n("signatures.rule_files", sg.rule_files.len() as u64, 0, 1024)?;
+        let det = &self.detect;
+        n(
+            "detect.icmp_flood.limit",
+            det.icmp_flood.limit as u64,
+            1,
+            MAX_RATE,
+        )?;
+        n(
+            "detect.syn_flood.limit",
+            det.syn_flood.limit as u64,
+            1,
+            MAX_RATE,
+        )?;
+        n(
+            "detect.syn_flood.half_open_limit",
+            det.syn_flood.half_open_limit as u64,
+            1,
+            MAX_RATE,
+        )?;
+        n(
+            "detect.repeated_attempts.limit",
+            det.repeated_attempts.limit as u64,
+            1,
+            MAX_RATE,
+        )?;
         let l = &self.live;
         if !(64..=1 << 20).contains(&l.frames_per_queue) {
             return Err(bad(
@@ -420,14 +603,6 @@ impl Config {
                 "must be at least twice live.ring_size (both ports' fill rings)",
             ));
         }
-        d("tables.idle_timeout", self.tables.idle_timeout)?;
-        if self.block.capacity == 0 {
-            return Err(bad("block.capacity", 0, "must be at least 1"));
-        }
-        if self.tables.sources == 0 {
-            return Err(bad("tables.sources", 0, "must be at least 1"));
-        }
-        let det = &self.detect;
         d("detect.icmp_flood.window", det.icmp_flood.window)?;
         d("detect.syn_flood.window", det.syn_flood.window)?;
         d(
@@ -617,6 +792,80 @@ mod tests {
             s.set(k, v);
         }
         Config::load(&s)
+    }
+
+    #[test]
+    fn every_bound_holds_one_past_its_limit() {
+        // The adversarial values that used to pass: a TTL that wrapped to
+        // 0.29 s when turned into nanoseconds, tables of 9.2e18 entries.
+        for (k, v) in [
+            ("block.ttl", "\"18446744074s\""),
+            ("block.ttl", "\"31days\""),
+            ("tables.sources", "9223372036854775807"),
+            ("tables.sources", "16777217"),
+            ("signatures.flows", "16777217"),
+            ("block.capacity", "16777217"),
+            ("signatures.max_ooo_segments", "1025"),
+            ("signatures.max_request", "1048577"),
+            ("detect.icmp_flood.window", "\"3601s\""),
+            ("detect.icmp_flood.limit", "0"),
+            ("detect.syn_flood.limit", "100000001"),
+            ("metrics.interval", "\"61s\""),
+            ("metrics.listen", "\"0.0.0.0:9464\""),
+        ] {
+            let e = load(&[(k, v)]).expect_err(k).to_string();
+            assert!(e.contains(&format!("`{k}`")), "{k}={v}: {e}");
+            assert!(e.contains("from a flag or --set"), "{e}");
+        }
+        // At the limit itself: fine.
+        for (k, v) in [
+            ("block.ttl", "\"30days\""),
+            ("tables.sources", "16777216"),
+            ("signatures.max_ooo_segments", "1024"),
+            ("detect.icmp_flood.window", "\"1h\""),
+        ] {
+            load(&[(k, v)]).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+        }
+    }
+
+    #[test]
+    fn remote_metrics_need_an_explicit_yes() {
+        let c = load(&[
+            ("metrics.listen", "\"0.0.0.0:9464\""),
+            ("metrics.allow_remote", "true"),
+        ])
+        .unwrap();
+        assert!(c.metrics.allow_remote);
+        load(&[("metrics.listen", "\"[::1]:9464\"")]).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.toml");
+        std::fs::write(
+            &p,
+            "[engine]\nmode = \"prevent\"\n\n[block]\nttl = \"0s\"\n",
+        )
+        .unwrap();
+        let src = Sources {
+            file: Some(p.clone()),
+            ..Default::default()
+        };
+        let e = Config::load(&src).unwrap_err().to_string();
+        assert!(
+            e.contains("`block.ttl`") && e.contains("f.toml line 5"),
+            "{e}"
+        );
+        std::fs::write(&p, b"[engine]\nmode = \"prevent\"\n# caf\xe9\n").unwrap();
+        let e = Config::load(&src).unwrap_err().to_string();
+        assert!(e.contains("line 3: not UTF-8"), "{e}");
+        std::fs::write(&p, "[engine]\nshards = \"many\"\n").unwrap();
+        let e = Config::load(&src).unwrap_err().to_string();
+        assert!(
+            !e.contains("TOML source string") && e.contains("f.toml"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod engine;
+pub mod hints;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -241,6 +241,12 @@ pub fn parse(link: LinkType, data: &[u8], wire_len: u32) -> Result<Frame<'_>, Ma
         ETH_IPV4 => {
             let (ip, ext_err) = LaxIpv4Slice::from_slice(l3).map_err(|_| Malformed::Ipv4)?;
             let h = ip.header();
+            // The lax parser takes a header longer than the packet it claims
+            // to be; a host would not. (A total length of 0 is what capture
+            // of segmentation offload writes: the slice length stands.)
+            if h.total_len() != 0 && usize::from(h.ihl()) * 4 > usize::from(h.total_len()) {
+                return Err(Malformed::Ipv4);
+            }
             (
                 IpAddr::V4(h.source_addr()),
                 IpAddr::V4(h.destination_addr()),
@@ -337,7 +343,7 @@ pub fn parse(link: LinkType, data: &[u8], wire_len: u32) -> Result<Frame<'_>, Ma
 }
 
 /// The EtherType of the IP layer and the bytes from the IP header on, or
-/// `None` for non-IP frames. Walks up to three VLAN tags (802.1Q, QinQ).
+/// `None` for non-IP frames. Walks any depth of VLAN tags (802.1Q, QinQ).
 fn l3_of(link: LinkType, data: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
     let (mut et, mut rest) = match link {
         LinkType::Ethernet => (
@@ -354,10 +360,9 @@ fn l3_of(link: LinkType, data: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed>
         }
         LinkType::Unsupported => return Err(Malformed::UnsupportedLink),
     };
-    for _ in 0..3 {
-        if !ETH_VLAN.contains(&et) {
-            break;
-        }
+    // Any number of tags: each is 4 bytes of the frame, so the walk ends
+    // with the frame; a stack of tags cannot hide IP from the detectors.
+    while ETH_VLAN.contains(&et) {
         et = be16(rest, 2).ok_or(Malformed::Link)?;
         rest = rest.get(4..).ok_or(Malformed::Link)?;
     }
@@ -480,6 +485,53 @@ mod tests {
         };
         assert!(p.is_icmp_echo_request());
         assert_eq!(source_of(LinkType::Ethernet, &v), Some(p.src));
+    }
+
+    #[test]
+    fn any_depth_of_vlan_tags_reaches_ip() {
+        let mut ip = Vec::new();
+        PacketBuilder::ipv4([198, 18, 0, 8], [198, 19, 0, 2], 64)
+            .tcp(40000, 80, 1, 1024)
+            .write(&mut ip, b"")
+            .unwrap();
+        for tags in [4usize, 6, 40] {
+            let mut f = vec![2u8; 12];
+            for i in 0..tags {
+                // 802.1ad outer, 802.1Q inner, VLAN id = i.
+                f.extend_from_slice(if i == 0 { &[0x88, 0xa8] } else { &[0x81, 0x00] });
+                f.extend_from_slice(&(i as u16).to_be_bytes());
+            }
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(&ip);
+            let Ok(Frame::Ip(p)) = parse(LinkType::Ethernet, &f, f.len() as u32) else {
+                panic!("{tags} tags: not parsed as IP")
+            };
+            assert_eq!((p.proto, p.dst_port), (Proto::Tcp, 80));
+            assert_eq!(source_of(LinkType::Ethernet, &f), Some(p.src));
+        }
+        // Tags that run off the end of the frame: malformed, not non-IP.
+        let mut f = vec![2u8; 12];
+        f.extend_from_slice(&[0x81, 0x00, 0, 1, 0x81, 0x00]);
+        assert!(matches!(
+            parse(LinkType::Ethernet, &f, f.len() as u32),
+            Err(Malformed::Link)
+        ));
+    }
+
+    #[test]
+    fn ipv4_header_longer_than_its_total_length_is_malformed() {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([198, 18, 0, 9], [198, 19, 0, 2], 64)
+            .udp(1, 53)
+            .write(&mut v, b"q")
+            .unwrap();
+        // IHL 5 (20 bytes), total length 16.
+        v[14 + 2..14 + 4].copy_from_slice(&16u16.to_be_bytes());
+        assert_eq!(
+            parse(LinkType::Ethernet, &v, v.len() as u32).err(),
+            Some(Malformed::Ipv4)
+        );
     }
 
     #[test]

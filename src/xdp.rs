@@ -151,6 +151,14 @@ fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
 /// crashed run (pins present) is detached first.
 pub fn attach(o: &AttachOptions) -> Result<(), XdpError> {
     preflight(o.pin_dir, false)?;
+    if let Some(w) = crate::hints::private_pin_dir(o.pin_dir) {
+        tracing::warn!("{w}");
+    }
+    for iface in [o.ingress, o.egress] {
+        for w in crate::hints::veth(iface) {
+            tracing::warn!("{w}");
+        }
+    }
     let (in_idx, out_idx) = (ifindex(o.ingress)?, ifindex(o.egress)?);
     if link_pin(o.pin_dir, o.ingress).exists() || link_pin(o.pin_dir, o.egress).exists() {
         tracing::warn!(

@@ -125,12 +125,8 @@ fn a_block_ends_on_time_without_a_packet_from_its_source() {
         eng.process(&frame(i + 1, EPOCH + i * MS, &f));
     }
     assert_eq!(eng.blocked_sources(), 1);
-    let until = eng.poll_timeout();
-    assert_eq!(
-        until,
-        EPOCH + 100 * MS + 2 * SEC,
-        "the block's expiry is the next timer"
-    );
+    let until = EPOCH + 100 * MS + 2 * SEC;
+    assert!(eng.poll_timeout() <= until, "a timer is due by the expiry");
     assert!(eng
         .take_events()
         .iter()
