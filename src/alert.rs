@@ -13,23 +13,40 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A rule fired on a packet. For behavioural rules and `block` signatures
+/// this starts a block episode (and says until when); `drop` and `alert`
+/// signature rules raise one per flow. One EVE `alert` line
+/// ([`Alert::to_eve`]).
 #[derive(Clone, Debug)]
 pub struct Alert {
+    /// Packet time of the packet that fired (EVE `timestamp`).
     pub ts: Ts,
     /// 1-based index of the packet in its capture (EVE `pcap_cnt`).
     pub pcap_cnt: u64,
+    /// Source address of the packet: the source blocked.
     pub src: IpAddr,
+    /// Destination address of the packet.
     pub dst: IpAddr,
+    /// Source port; 0 without ports (EVE writes ports for TCP and UDP only).
     pub src_port: u16,
+    /// Destination port; 0 without ports.
     pub dst_port: u16,
+    /// Transport protocol (EVE `proto`).
     pub proto: Proto,
+    /// The rule that fired, shared with the rule book (EVE `alert.*`).
     pub rule: Arc<RuleMeta>,
     /// The packet was dropped (`alert.action` "blocked"), else forwarded.
     pub blocked: bool,
+    /// What was measured (`icmp_echo_requests`, `tcp_syns`, `tcp_flags`,
+    /// `signature`, ...): EVE `flowgate.metric`.
     pub metric: &'static str,
+    /// The measured value that crossed the threshold (`flowgate.value`).
     pub value: u64,
+    /// The limit `value` exceeded; 0 for rules that fire on one packet.
     pub threshold: u64,
+    /// The window `value` was counted over, if any (`flowgate.window_ms`).
     pub window: Option<Duration>,
+    /// Human explanation with the numbers (EVE `alert.reason`).
     pub reason: String,
     /// Packet time the source's block ends (exclusive), if it was blocked.
     pub block_until: Option<Ts>,
@@ -47,6 +64,7 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Name in EVE `block.end_reason` and the audit log's `end_reason`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::Expired => "expired",
@@ -56,27 +74,44 @@ impl EndReason {
     }
 }
 
+/// The end of a block episode: how long it lasted and what was decided
+/// against the source meanwhile. One EVE `flowgate_block` line
+/// ([`BlockEnd::to_eve`]).
 #[derive(Clone, Debug)]
 pub struct BlockEnd {
     /// When the episode ended: the expiry for `Expired`, else the packet
     /// time at which it was cut short.
     pub ts: Ts,
+    /// The source that was blocked.
     pub src: IpAddr,
+    /// The rule that started the episode.
     pub rule: Arc<RuleMeta>,
+    /// The mode in force when the episode ended: EVE `block.action` is
+    /// "blocked" in prevent mode, "allowed" in detect mode.
     pub mode: Mode,
+    /// Packet time of the packet that started the episode.
     pub started: Ts,
     /// `pcap_cnt` of the packet that started the episode.
     pub start_pcap_cnt: u64,
+    /// Why the episode ended.
     pub reason: EndReason,
     /// Packets and bytes attributed to the episode after the one that
     /// started it: dropped in prevent mode, forwarded but counted in detect.
+    /// Live, only frames that reached the shard: once the source is in the
+    /// kernel blocklist, the XDP program drops its frames before userspace.
     pub packets: u64,
+    /// Wire bytes of those packets.
     pub bytes: u64,
 }
 
+/// What a shard reports besides verdicts. Logs are written in arrival
+/// order (shards interleave); [`Event::order_key`] sorts them into packet
+/// order, the same for every shard count.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// A rule fired (a block episode started, or a signature matched).
     Alert(Alert),
+    /// A block episode ended.
     BlockEnd(BlockEnd),
 }
 
@@ -89,6 +124,7 @@ impl Event {
         }
     }
 
+    /// The event as one EVE JSON object (one line of the alert log).
     pub fn to_eve(&self) -> Value {
         match self {
             Event::Alert(a) => a.to_eve(),
@@ -105,6 +141,8 @@ fn action(mode: Mode) -> &'static str {
 }
 
 impl Alert {
+    /// EVE `alert` object: Suricata's fields, `pcap_cnt`, and a `flowgate`
+    /// object with the metric, value, threshold, window and block end.
     pub fn to_eve(&self) -> Value {
         let mut alert = json!({
             "action": if self.blocked { "blocked" } else { "allowed" },
@@ -146,6 +184,8 @@ impl Alert {
 }
 
 impl BlockEnd {
+    /// EVE object of `event_type` `flowgate_block`: the episode's start,
+    /// duration, end reason and counts under `block`.
     pub fn to_eve(&self) -> Value {
         json!({
             "timestamp": eve_time(self.ts),

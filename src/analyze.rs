@@ -11,25 +11,41 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Why `flowgate analyze` produced no report.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
+    /// The capture could not be opened or is not a capture we read. (A
+    /// read error after some packets gives a report with `input_error`.)
     #[error(transparent)]
     Input(#[from] PcapError),
+    /// The alert or verdict log could not be opened or written.
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    /// The SQLite audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The shard pipeline did not start, or a thread of it panicked.
     #[error(transparent)]
     Engine(#[from] crate::pipeline::PipelineError),
+    /// The configured rules did not load.
     #[error("rules: {0}")]
     Rules(#[from] crate::ruleset::RulesetError),
     /// `--write-allowed`: the capture writer failed (pcap-file's message).
     #[error("{}: {message}", path.display())]
-    WriteAllowed { path: PathBuf, message: String },
+    WriteAllowed {
+        /// The output capture.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
 }
 
+/// What to analyse and which outputs to write; the configuration says the
+/// rest (alert log path, SQLite, shards, mode).
 pub struct Options<'a> {
+    /// The capture, PCAP or PCAPNG.
     pub pcap: &'a Path,
+    /// Per-packet verdict log to append to (`--verdicts`), if any.
     pub verdicts: Option<&'a Path>,
     /// Write alerts to `cfg.output.alerts`.
     pub write_alerts: bool,
@@ -39,32 +55,54 @@ pub struct Options<'a> {
     pub progress: bool,
 }
 
+/// One row of the summary's rule table: what one rule decided, over all
+/// shards.
 #[derive(Debug, Serialize)]
 pub struct RuleLine {
+    /// The rule's ID.
     pub id: u32,
+    /// The rule's short name (`unknown` if the book lacks it).
     pub name: String,
+    /// Packets decided against it (dropped, or would be in detect mode).
     pub packets: u64,
+    /// Their wire bytes.
     pub bytes: u64,
+    /// Alerts it raised (episodes started, signature matches).
     pub episodes: u64,
 }
 
+/// What an analysis did: the end-of-run summary (`--summary text|json`).
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The capture analysed.
     pub input: PathBuf,
+    /// Shard workers used.
     pub shards: usize,
+    /// The mode decisions were made in.
     pub mode: Mode,
+    /// The alert log appended to, if alerts were written.
     pub alerts_log: Option<PathBuf>,
+    /// Frames read.
     pub packets: u64,
+    /// Their wire bytes.
     pub bytes: u64,
+    /// Frames allowed (all of them in detect mode).
     pub allowed: u64,
+    /// Frames dropped.
     pub dropped: u64,
+    /// Alert events (not episode ends).
     pub alerts: u64,
+    /// Every rule that decided anything, in ID order.
     pub rules: Vec<RuleLine>,
+    /// Up to 10 sources with the most packets decided against them.
     pub top_offenders: Vec<Offender>,
+    /// All engine counters, summed over shards.
     pub stats: Stats,
     /// SQLite audit log: events written, dropped (queue full), failed.
     pub audit: Option<(u64, u64, u64)>,
+    /// Wall-clock seconds from starting the shards to the last one done.
     pub elapsed_seconds: f64,
+    /// `packets / elapsed_seconds`.
     pub packets_per_second: f64,
     /// Set when reading stopped early; packets before it were analysed.
     pub input_error: Option<String>,
@@ -233,6 +271,7 @@ fn write_allowed(input: &Path, out: &Path, bits: &[u64]) -> Result<u64, AnalyzeE
 }
 
 impl Report {
+    /// The summary in `fmt`: a text table, pretty JSON, or nothing.
     pub fn render(&self, fmt: SummaryFormat) -> String {
         match fmt {
             SummaryFormat::None => String::new(),

@@ -57,6 +57,7 @@ CREATE INDEX IF NOT EXISTS episodes_started ON episodes(started_ns);
 /// Counters of the audit sink, shared with whoever reports them.
 #[derive(Debug, Default)]
 pub struct AuditStats {
+    /// Events committed to the database.
     pub written: AtomicU64,
     /// Events not stored because the queue was full (database too slow).
     pub dropped: AtomicU64,
@@ -64,12 +65,19 @@ pub struct AuditStats {
     pub failed: AtomicU64,
 }
 
+/// Handle on the audit writer thread. [`offer`](Self::offer) queues
+/// events without ever blocking; [`finish`](Self::finish) (or dropping the
+/// handle) writes what is queued and joins the thread.
 pub struct AuditSink {
     tx: Option<Sender<Vec<Event>>>,
     thread: Option<JoinHandle<()>>,
+    /// What became of the events offered; shared with the writer thread.
     pub stats: Arc<AuditStats>,
 }
 
+/// Opens the audit database, creating it (and its directory) and the
+/// schema if needed, with WAL journaling and a 200 ms busy timeout. The
+/// writer thread and `flowgate alerts` both open it this way.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(dir);
@@ -84,12 +92,16 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
 /// The audit database cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// The database could not be opened, or its schema not created.
     #[error("{}: {source}", path.display())]
     Open {
+        /// The database file.
         path: PathBuf,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
+    /// The writer thread could not be started.
     #[error("audit thread: {0}")]
     Thread(#[source] std::io::Error),
 }
@@ -229,10 +241,16 @@ fn write_batch(db: &mut Connection, batch: &[Event]) -> rusqlite::Result<()> {
 /// A query for `flowgate alerts`.
 #[derive(Debug, Default)]
 pub struct Query {
+    /// Only rows at or after this packet time, ns since the epoch (alerts
+    /// by their time, offenders by their episodes' start).
     pub since_ns: Option<u64>,
+    /// Only rows before this packet time.
     pub until_ns: Option<u64>,
+    /// Only this rule ID.
     pub rule: Option<u32>,
+    /// Only this source, written as `IpAddr`'s `Display` writes it.
     pub src: Option<String>,
+    /// Most rows returned (0, the default, returns none).
     pub limit: usize,
 }
 

@@ -6,6 +6,7 @@ pub use crate::output::SummaryFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The `flowgate` command line: global logging flags and one subcommand.
 #[derive(Parser, Debug)]
 #[command(
     name = "flowgate",
@@ -19,10 +20,12 @@ pub struct Cli {
     /// Log line format on stderr: text (human) or json (one object per line).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; `main.rs` dispatches on them.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Analyse a PCAP/PCAPNG file offline with the live engine's verdicts.
@@ -37,11 +40,13 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Validate or print configuration.
     Config {
+        /// check or show.
         #[command(subcommand)]
         command: ConfigCommand,
     },
     /// List the rules and their stable IDs.
     Rules {
+        /// list or check.
         #[command(subcommand)]
         command: RulesCommand,
     },
@@ -49,11 +54,13 @@ pub enum Command {
     Alerts(AlertsArgs),
     /// Attach, inspect and detach the XDP program; manage the kernel blocklist.
     Xdp {
+        /// attach, detach, status, block or unblock.
         #[command(subcommand)]
         command: XdpCommand,
     },
 }
 
+/// `flowgate alerts`: filters over the SQLite audit log.
 #[derive(Args, Debug)]
 pub struct AlertsArgs {
     /// SQLite file written by `analyze --sqlite` / `live --sqlite`
@@ -83,14 +90,17 @@ pub struct AlertsArgs {
     pub json: bool,
 }
 
+/// `flowgate xdp ...`: the kernel side on its own.
 #[derive(Subcommand, Debug)]
 pub enum XdpCommand {
     /// Attach to both ports of an inline pair. Alone, this makes the pair a
     /// fail-open wire whose blocklist the kernel enforces; the program and
     /// its links stay pinned after this command exits.
     Attach {
+        /// Port facing the untrusted side.
         #[arg(long)]
         ingress: String,
+        /// Port facing the protected side.
         #[arg(long)]
         egress: String,
         /// Drop everything when no AF_XDP socket is bound (default: forward).
@@ -99,40 +109,50 @@ pub enum XdpCommand {
         /// native (alias driver), generic (alias skb), or auto (native, else generic).
         #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
         mode: XdpAttachMode,
+        /// Where to pin.
         #[command(flatten)]
         pin: PinArgs,
+        /// Blocklist size and allowlist come from the configuration.
         #[command(flatten)]
         config: ConfigArgs,
     },
     /// Detach from every pinned port and remove the pins.
     Detach {
+        /// Where the pins are.
         #[command(flatten)]
         pin: PinArgs,
     },
     /// Attached ports, blocklist size and the kernel counters.
     Status {
+        /// Where the pins are.
         #[command(flatten)]
         pin: PinArgs,
+        /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Block a source in the kernel for a while.
     Block {
+        /// Source address to drop at the driver.
         ip: std::net::IpAddr,
         /// e.g. 60s, 5m.
         #[arg(long, default_value = "60s")]
         ttl: humantime::Duration,
+        /// Where the pins are.
         #[command(flatten)]
         pin: PinArgs,
     },
     /// Remove a source from the kernel blocklist.
     Unblock {
+        /// Source address to remove.
         ip: std::net::IpAddr,
+        /// Where the pins are.
         #[command(flatten)]
         pin: PinArgs,
     },
 }
 
+/// Where the XDP links and maps are pinned, for the `xdp` subcommands.
 #[derive(Args, Debug, Clone)]
 pub struct PinArgs {
     /// bpffs directory for flowgate's pinned links and maps.
@@ -140,6 +160,7 @@ pub struct PinArgs {
     pub pin_dir: PathBuf,
 }
 
+/// `flowgate config ...`.
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
     /// Load and validate the configuration; print the problem, key and value.
@@ -148,12 +169,15 @@ pub enum ConfigCommand {
     Show(ConfigArgs),
 }
 
+/// `flowgate rules ...`.
 #[derive(Subcommand, Debug)]
 pub enum RulesCommand {
     /// Print every rule the configuration loads: behavioural and signatures.
     List {
+        /// Which rule files and settings to load.
         #[command(flatten)]
         config: ConfigArgs,
+        /// JSON array (with each rule's fires-when text) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -166,6 +190,8 @@ pub enum RulesCommand {
     },
 }
 
+/// The config file and `--set` overrides every config-reading command
+/// takes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConfigArgs {
     /// TOML configuration file.
@@ -177,6 +203,8 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// The file and overrides as configuration [`Sources`], with
+    /// `FLOWGATE_*` variables on. Fails on a `--set` that is not KEY=VALUE.
     pub fn sources(&self) -> Result<Sources, ConfigError> {
         let mut s = Sources {
             file: self.config.clone(),
@@ -190,18 +218,28 @@ impl ConfigArgs {
     }
 }
 
+/// Log line format on stderr (`--log-format`): `text` writes
+/// human-readable lines, `json` one JSON object per line (for journald and
+/// log shippers).
+// Doc comments on the variants would become clap's possible-value help and
+// switch every command's `--help` to the long layout; the enum doc above
+// describes them instead.
+#[allow(missing_docs)]
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
+/// `flowgate analyze`.
 #[derive(Args, Debug, Clone)]
 pub struct AnalyzeArgs {
     /// Capture to analyse (PCAP or PCAPNG; Ethernet, Linux SLL/SLL2, raw IP).
     pub pcap: PathBuf,
+    /// Config file and overrides.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Shorthand flags for config keys.
     #[command(flatten)]
     pub engine: EngineFlags,
     /// Shard-hash key (engine.hash_key, 32 hex digits): a live box's key
@@ -228,6 +266,7 @@ pub struct AnalyzeArgs {
     pub progress: String,
 }
 
+/// `flowgate replay`.
 #[derive(Args, Debug, Clone)]
 pub struct ReplayArgs {
     /// Capture to send (PCAP or PCAPNG, Ethernet).
@@ -259,6 +298,8 @@ pub struct ReplayArgs {
 }
 
 impl ReplayArgs {
+    /// The pace the flags ask for: `--topspeed`, else `--pps`, else
+    /// `--speed` (1 = recorded timing).
     pub fn pace(&self) -> crate::replay::Pace {
         use crate::replay::Pace;
         match (self.topspeed, self.pps) {
@@ -278,6 +319,8 @@ pub fn want_progress(arg: &str) -> bool {
     }
 }
 
+/// `flowgate live`: flags for the inline pair, each the short form of a
+/// `live.*` or `metrics.*` key.
 #[derive(Args, Debug, Clone)]
 pub struct LiveArgs {
     /// Port facing the untrusted side (live.ingress).
@@ -286,8 +329,10 @@ pub struct LiveArgs {
     /// Port facing the protected side (live.egress).
     #[arg(long)]
     pub egress: Option<String>,
+    /// Config file and overrides.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Shorthand flags for config keys.
     #[command(flatten)]
     pub engine: EngineFlags,
     /// Drop everything while no flowgate process serves the ports
@@ -382,6 +427,8 @@ impl EngineFlags {
 }
 
 impl AnalyzeArgs {
+    /// The effective configuration: file, environment, `--set`, then the
+    /// shorthand flags.
     pub fn load_config(&self) -> Result<Config, ConfigError> {
         let mut s = self.config.sources()?;
         self.engine.apply(&mut s);

@@ -22,6 +22,7 @@ use std::time::Duration;
 /// otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowgate";
 
+/// What a decision against a packet does (`engine.mode`, `--mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -32,16 +33,27 @@ pub enum Mode {
     Detect,
 }
 
+/// The whole configuration, one field per TOML table. Every key has a
+/// default; build it with [`Config::load`]. Shards hold it by `Arc` and a
+/// reload replaces it whole (restart-only keys carried over).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[engine]`: shard threads, batching, prevent or detect.
     pub engine: EngineConfig,
+    /// `[output]`: alert log and SQLite audit log.
     pub output: OutputConfig,
+    /// `[block]`: block TTL, blocklist size, allowlist.
     pub block: BlockConfig,
+    /// `[tables]`: bounds on per-source detector state.
     pub tables: TablesConfig,
+    /// `[detect.*]`: the behavioural detectors' thresholds.
     pub detect: DetectConfig,
+    /// `[signatures]`: HTTP signature rules and stream limits.
     pub signatures: SignaturesConfig,
+    /// `[live]`: the inline ports and AF_XDP (`flowgate live` only).
     pub live: LiveConfig,
+    /// `[metrics]`: the Prometheus listener (`flowgate live` only).
     pub metrics: MetricsConfig,
 }
 
@@ -70,6 +82,7 @@ pub struct LiveConfig {
     pub ingress: String,
     /// Port facing the protected side (`--egress`).
     pub egress: String,
+    /// How the XDP program attaches (`--xdp-mode`).
     pub xdp_mode: XdpAttachMode,
     /// With no AF_XDP socket bound (flowgate stopped or dead) drop
     /// everything instead of forwarding it uninspected.
@@ -116,6 +129,7 @@ impl Default for LiveConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
+    /// Serve `/metrics` (`--no-metrics` turns it off).
     pub enabled: bool,
     /// `/metrics` listen address; loopback by default.
     pub listen: std::net::SocketAddr,
@@ -138,11 +152,13 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[engine]`: how packets reach the shards and what a decision does.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Worker threads; 0 = one per available core.
     pub shards: usize,
+    /// `prevent` drops what the rules decide against; `detect` only logs.
     pub mode: Mode,
     /// Packets per batch handed to a shard.
     pub batch_size: usize,
@@ -157,6 +173,7 @@ pub struct EngineConfig {
     pub hash_key: Option<String>,
 }
 
+/// `[output]`: where decisions are written.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
@@ -166,6 +183,7 @@ pub struct OutputConfig {
     pub sqlite: Option<PathBuf>,
 }
 
+/// `[block]`: what blocking a source means and how many are held.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlockConfig {
@@ -178,6 +196,7 @@ pub struct BlockConfig {
     pub allowlist: Vec<IpNet>,
 }
 
+/// `[tables]`: bounds on the per-source detector state.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TablesConfig {
@@ -188,6 +207,7 @@ pub struct TablesConfig {
     pub idle_timeout: Duration,
 }
 
+/// `[signatures]`: HTTP request inspection with Hyperscan signatures.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignaturesConfig {
@@ -285,16 +305,29 @@ pub const MAX_RATE: u64 = 100_000_000;
 /// A configuration problem, always naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read, or is not valid TOML.
     #[error("config file {path}: {msg}")]
-    File { path: PathBuf, msg: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The OS error, or TOML's message with line and column.
+        msg: String,
+    },
+    /// A key is unknown or its value has the wrong type; each message
+    /// names the key and where the value came from.
     #[error("{0}")]
     Parse(String),
+    /// A value of the right type that is out of range.
     #[error("config key `{key}` = {value}: {allowed}")]
     Value {
+        /// The dotted key, e.g. `live.ring_size`.
         key: String,
+        /// The value given.
         value: String,
+        /// What would be accepted.
         allowed: String,
     },
+    /// A `--set` argument that is not `KEY=VALUE`.
     #[error("--set {0}: expected KEY=VALUE, e.g. --set detect.icmp_flood.limit=200")]
     SetSyntax(String),
 }
@@ -368,6 +401,7 @@ fn toml_line(text: &str, key: &str) -> Option<usize> {
 /// Where configuration comes from, lowest precedence first.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
+    /// The TOML file, if any (`--config`, `FLOWGATE_CONFIG`).
     pub file: Option<PathBuf>,
     /// `key=value` pairs from `--set` and from dedicated flags.
     pub overrides: Vec<(String, String)>,
@@ -376,12 +410,18 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Adds an override of dotted `key`. `value` is read as TOML (`7`,
+    /// `true`, `"eth1"`, `["10.0.0.0/8"]`), else taken as a plain string;
+    /// a later override of the same key wins.
     pub fn set(&mut self, key: &str, value: impl ToString) {
         self.overrides.push((key.to_string(), value.to_string()));
     }
 }
 
 impl Config {
+    /// The effective configuration: defaults, then the file, then
+    /// `FLOWGATE_*` variables (if `src.env`), then the overrides in order;
+    /// then range checks ([`Config::validate`]). Errors name the key.
     pub fn load(src: &Sources) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = &src.file {
@@ -656,6 +696,8 @@ impl Config {
         Ok(())
     }
 
+    /// Shard threads to run: `engine.shards`, or when that is 0 one per
+    /// available core (at most `BUCKETS`).
     pub fn shards(&self) -> usize {
         match self.engine.shards {
             0 => std::thread::available_parallelism()
@@ -677,6 +719,8 @@ impl Config {
         crate::shard::Sharder::new(key)
     }
 
+    /// `ip` is in `block.allowlist` (an IPv4-mapped IPv6 address is
+    /// matched as IPv4): such a source is never inspected or blocked.
     pub fn is_allowlisted(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
@@ -698,6 +742,7 @@ impl Config {
         })
     }
 
+    /// Every key with its effective value, as TOML (`flowgate config show`).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
@@ -722,6 +767,10 @@ impl Config {
         c
     }
 
+    /// Where the packaged config file goes (`deploy/flowgate.service`
+    /// passes it with `-c`). Nothing reads it implicitly: without
+    /// `--config` / `FLOWGATE_CONFIG` only defaults, environment and
+    /// overrides apply.
     pub fn default_path() -> &'static Path {
         Path::new("/etc/flowgate/flowgate.toml")
     }

@@ -20,42 +20,77 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// One captured frame as handed to a shard.
+/// One captured frame as handed to a shard: borrowed bytes plus what the
+/// engine needs to know about them. The engine does not keep the borrow
+/// past [`ShardEngine::process`].
 #[derive(Clone, Copy, Debug)]
 pub struct RawFrame<'a> {
-    /// 1-based position in the capture (or RX sequence live).
+    /// 1-based position of the frame in its capture: EVE `pcap_cnt` in the
+    /// alerts it causes, and the key events are ordered by. Live, a count
+    /// of the frames this shard has processed, so not unique across shards.
     pub idx: u64,
+    /// Packet time, ns since the Unix epoch: the PCAP record time offline,
+    /// the wall clock at RX live. The engine's only clock: windows, block
+    /// TTLs and idle timeouts all run on it.
     pub ts: Ts,
+    /// How `data` is framed (the capture's link type; always Ethernet live).
     pub link: LinkType,
+    /// The captured bytes from the link-layer header on. May be shorter
+    /// than `wire_len` (snaplen); the engine tolerates that.
     pub data: &'a [u8],
     /// Length on the wire; more than `data.len()` if the capture was cut.
+    /// Byte counters (stats, episodes, metrics) count this, not `data.len()`.
     pub wire_len: u32,
 }
 
+/// What happens to a frame: forwarded unchanged, or dropped under a rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
+    /// Forward the frame (live: transmit it unchanged on the other port).
+    /// Every frame gets this in detect mode, whatever was decided.
     Allow,
+    /// Do not forward the frame. Names the rule that decided, as alerts,
+    /// metrics and `--verdicts` do. Only returned in prevent mode.
     Drop(RuleId),
 }
 
-/// Counters of one shard; summed across shards for reports.
+/// Counters of one shard since it started; summed across shards (with
+/// [`Stats::add`]) for reports, published as deltas for metrics. Packet
+/// counts are frames; byte counts are wire lengths ([`RawFrame::wire_len`]).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Stats {
+    /// Frames handed to [`ShardEngine::process`], whatever they were.
     pub packets: u64,
+    /// Wire bytes of those frames.
     pub bytes: u64,
+    /// Frames that got [`Verdict::Allow`] (in detect mode, every frame).
     pub allowed: u64,
+    /// Frames that got [`Verdict::Drop`] (prevent mode only).
     pub dropped: u64,
+    /// Wire bytes of the dropped frames.
     pub dropped_bytes: u64,
+    /// Frames with no IPv4/IPv6 layer (ARP, LLDP, ...): allowed uninspected.
     pub non_ip: u64,
+    /// IP fragments, first fragments included ([`Packet::fragment`]): they
+    /// pass the blocklist check but no detector or signature.
     pub fragments: u64,
+    /// Frames the capture cut short (snaplen): decoded as far as they go.
     pub capture_truncated: u64,
+    /// Frames from sources in `block.allowlist`, allowed uninspected.
     pub allowlisted: u64,
+    /// Frames that failed to decode, by [`Malformed::name`] kind. They are
+    /// dropped (under [`rules::MALFORMED`]) only with `engine.drop_malformed`.
     pub malformed: BTreeMap<&'static str, u64>,
     /// Per rule: packets decided against it (dropped, or would-be dropped in
-    /// detect mode) and episodes it started.
+    /// detect mode) and episodes it started. A signature rule with action
+    /// `alert` counts its matching packet here too, though it is forwarded.
     pub rules: BTreeMap<RuleId, RuleCount>,
+    /// The per-source detector state table (`tables.sources`).
     pub sources_table: TableStats,
+    /// The blocklist mirror (`block.capacity`); an eviction ends an episode
+    /// early.
     pub blocklist_table: TableStats,
+    /// The HTTP flow table (`signatures.flows`).
     pub flows_table: TableStats,
     /// Signature scans of (partial) HTTP requests.
     pub http_scans: u64,
@@ -67,14 +102,22 @@ pub struct Stats {
     pub signature_scan_errors: u64,
 }
 
+/// What one rule decided in one shard (see [`Stats::rules`]).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct RuleCount {
+    /// Packets decided against the rule, the ones that started an episode
+    /// included.
     pub packets: u64,
+    /// Wire bytes of those packets.
     pub bytes: u64,
+    /// Alerts the rule raised: block episodes it started, plus one per flow
+    /// for signature rules whose action is `drop` or `alert`.
     pub episodes: u64,
 }
 
 impl Stats {
+    /// Adds `o`'s counters into these (totals across shards, or a shard's
+    /// final counts into a running total).
     pub fn add(&mut self, o: &Stats) {
         self.packets += o.packets;
         self.bytes += o.bytes;
@@ -103,6 +146,7 @@ impl Stats {
         self.signature_scan_errors += o.signature_scan_errors;
     }
 
+    /// Frames that failed to decode, all kinds together.
     pub fn malformed_total(&self) -> u64 {
         self.malformed.values().sum()
     }
@@ -119,6 +163,20 @@ struct Block {
     bytes: u64,
 }
 
+/// The verdict engine of one shard. It owns all state of the sources
+/// hashed to its shard — detector counters, the mirror of the blocklist,
+/// the HTTP flows of its clients — and decides every frame it is handed.
+///
+/// One engine per shard thread, no locks: feed it only frames whose source
+/// maps to its shard ([`crate::shard::shard_of`]); frames without a
+/// readable source may go to any shard. It does no I/O and reads no clock
+/// (time is [`RawFrame::ts`]), so the same frames in the same order give
+/// the same verdicts and events offline and live, for any shard count.
+///
+/// Lifecycle: [`new`](Self::new); [`process`](Self::process) per frame,
+/// draining [`take_events`](Self::take_events) after each batch;
+/// [`reload`](Self::reload) between frames when the configuration
+/// changes; [`finish`](Self::finish) once when the input ends.
 pub struct ShardEngine {
     cfg: Arc<Config>,
     rules: Arc<Ruleset>,
@@ -151,6 +209,11 @@ enum StreamOutcome {
 }
 
 impl ShardEngine {
+    /// An engine with empty tables deciding with `cfg` and `rules`. Table
+    /// sizes and idle timeouts (`tables.*`, `block.capacity`,
+    /// `signatures.flows` and `flow_timeout`) are fixed here for the
+    /// engine's life; a reload does not change them.
+    ///
     /// Fails only if Hyperscan cannot allocate scratch for the signatures.
     pub fn new(cfg: Arc<Config>, rules: Arc<Ruleset>) -> Result<ShardEngine, ScratchError> {
         let sg = &cfg.signatures;
@@ -184,7 +247,8 @@ impl ShardEngine {
     }
 
     /// Swaps in a new rule set (hot reload) between packets. Detector,
-    /// block and flow state are kept.
+    /// block and flow state are kept. On error (no Hyperscan scratch for the
+    /// new set) the old rules stay in force.
     pub fn set_rules(&mut self, rules: Arc<Ruleset>) -> Result<(), ScratchError> {
         self.scanner = match &rules.signatures {
             Some(set) => Some(Scanner::new(set.clone())?),
@@ -210,7 +274,9 @@ impl ShardEngine {
         self.cfg = cfg;
     }
 
-    /// Both of the above, as a reload does.
+    /// Both of the above, as a SIGHUP reload does: the new configuration
+    /// always applies; if the new rules cannot get scratch, the error is
+    /// logged and the old rules stay.
     pub fn reload(&mut self, cfg: Arc<Config>, rules: Arc<Ruleset>) {
         self.set_config(cfg);
         if let Err(e) = self.set_rules(rules) {
@@ -218,7 +284,22 @@ impl ShardEngine {
         }
     }
 
-    /// Decides one frame.
+    /// Decides one frame and updates this shard's state and counters.
+    ///
+    /// In order: decode ([`packet::parse`]); a source whose block has not
+    /// expired at `f.ts` is decided against its episode's rule before any
+    /// detector runs (a block found expired ends its episode, dated at its
+    /// expiry); allowlisted sources pass; then the behavioural detectors
+    /// and, for TCP when signatures are loaded, HTTP request inspection. A
+    /// behavioural detection or a `block` signature starts a block episode:
+    /// one [`Alert`] event, and this and the source's later packets are
+    /// decided against the rule until `block.ttl` of packet time passes. A
+    /// `drop` signature drops the rest of its flow; an `alert` one only
+    /// alerts.
+    ///
+    /// Non-IP frames are allowed; frames that fail to decode are counted
+    /// and, with `engine.drop_malformed`, dropped under
+    /// [`rules::MALFORMED`]. Malformed input is never a panic.
     pub fn process(&mut self, f: &RawFrame) -> Verdict {
         self.stats.packets += 1;
         self.stats.bytes += f.wire_len as u64;
@@ -438,6 +519,9 @@ impl ShardEngine {
 
     /// Ends every episode still open when the input ends at `end`:
     /// expired ones as expired (at their expiry), the rest as cut short.
+    /// Call once after the last frame, with the last packet time (offline)
+    /// or the stop time (live). Queues one [`BlockEnd`] per episode, in
+    /// source order, and empties the blocklist mirror.
     pub fn finish(&mut self, end: Ts) {
         for (key, b) in self.blocks.drain_sorted() {
             let (ts, why) = if b.expires <= end {
@@ -449,15 +533,22 @@ impl ShardEngine {
         }
     }
 
-    /// Alerts and episode ends produced since the last call.
+    /// Alerts and episode ends produced since the last call, in the order
+    /// they happened. The engine holds them until taken, without bound:
+    /// drain after every batch.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
 
+    /// Whether [`take_events`](Self::take_events) has anything to return,
+    /// so a caller can skip the hand-off for a quiet batch.
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
     }
 
+    /// A copy of this shard's counters since it was created (cumulative),
+    /// with the tables' counters filled in. Clones maps: call per batch or
+    /// per publish interval, not per packet.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.sources_table = self.sources.stats;
@@ -466,14 +557,20 @@ impl ShardEngine {
         s
     }
 
+    /// HTTP flows held in the flow table now (a gauge for metrics).
     pub fn tracked_flows(&self) -> usize {
         self.flows.len()
     }
 
+    /// Block episodes held in the blocklist mirror now. Includes blocks
+    /// whose TTL has passed but that no packet of the source (nor
+    /// [`finish`](Self::finish)) has ended yet: expiry is checked on use.
     pub fn blocked_sources(&self) -> usize {
         self.blocks.len()
     }
 
+    /// Sources with detector state in this shard now (allowlisted ones
+    /// included: they are remembered so the allowlist check runs once).
     pub fn tracked_sources(&self) -> usize {
         self.sources.len()
     }

@@ -18,7 +18,12 @@ pub enum Head {
     /// The header block is complete: `head_len` bytes (through CRLFCRLF),
     /// then a body of `body_len` bytes (`None` if chunked or unknown).
     Complete {
+        /// Bytes of the request line and headers, through the blank line.
         head_len: usize,
+        /// The body length `Content-Length` gives; `None` for
+        /// `Transfer-Encoding` (chunked) or an unreadable length, and then
+        /// the next request's start cannot be found. Of several such
+        /// headers, the last one wins.
         body_len: Option<usize>,
     },
 }
@@ -80,12 +85,22 @@ pub fn head(buf: &[u8]) -> Head {
 /// segment boundary is matched as far as it goes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Parts {
+    /// Request target: after the method's space up to ` HTTP/` (to the end
+    /// of what is there if the line is not complete).
     pub uri: (usize, usize),
+    /// The header lines, without the request line or the blank line.
     pub headers: (usize, usize),
+    /// The body prefix: at most `body_limit` bytes after the blank line;
+    /// empty until the head is complete.
     pub body: (usize, usize),
+    /// `Content-Type` names JSON: the body is normalized as JSON (escapes
+    /// undone) rather than as form data (`+` as space).
     pub json_body: bool,
 }
 
+/// Finds the [`Parts`] of a possibly partial request in `buf` (raw bytes
+/// from the request line on). Never fails: a part not reached yet is an
+/// empty range.
 pub fn split(buf: &[u8], body_limit: usize) -> Parts {
     let line_end = find(buf, b"\r\n").unwrap_or(buf.len());
     let line = &buf[..line_end];

@@ -5,6 +5,9 @@
 //! (`shard`) → `pipeline` batches → `engine::ShardEngine` parses
 //! (`packet::parse`), runs `detect`, decides a `Verdict` → `output`.
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod alert;
 pub mod analyze;
 pub mod audit;

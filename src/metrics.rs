@@ -28,7 +28,9 @@ const LATENCY_BUCKETS: [f64; 16] = [
 #[derive(Debug, thiserror::Error)]
 #[error("metrics listener on {listen}: {source}")]
 pub struct MetricsError {
+    /// The address the listener was to bind (`metrics.listen`).
     pub listen: SocketAddr,
+    /// The exporter's error.
     #[source]
     pub source: metrics_exporter_prometheus::BuildError,
 }
@@ -165,6 +167,8 @@ pub struct ShardPublisher {
 }
 
 impl ShardPublisher {
+    /// A publisher for shard number `shard` (its `shard` label). Creates
+    /// the shard's counter series at 0.
     pub fn new(shard: usize) -> ShardPublisher {
         // Series exist from the start, at 0, so rates and dashboards have
         // data before the first malformed frame or eviction.
@@ -197,6 +201,10 @@ impl ShardPublisher {
         self.rules = Some(rules);
     }
 
+    /// Publishes `now`, the shard's cumulative counters, as increments over
+    /// the last publish, and sets the shard's table gauges to the entries
+    /// held now (`blocked`, `sources`, `flows`). Call every
+    /// `metrics.interval`, not per packet.
     pub fn publish(&mut self, now: &Stats, blocked: usize, sources: usize, flows: usize) {
         let sh = self.shard.clone();
         let l = &self.last;
@@ -287,18 +295,27 @@ pub fn top_offenders(top: &[crate::output::Offender]) {
 /// Per (interface, queue) counts of one I/O thread, published as deltas.
 #[derive(Default, Clone)]
 pub struct PortCounts {
+    /// Frames received on this interface and queue.
     pub rx_packets: u64,
+    /// Bytes of those frames.
     pub rx_bytes: u64,
+    /// Frames transmitted on it (forwarded from the peer port).
     pub tx_packets: u64,
+    /// Frames the kernel dropped for this socket (RX ring full or no fill
+    /// ring entry), from the socket's own statistics.
     pub xsk_rx_dropped: u64,
 }
 
+/// Publishes one I/O thread's [`PortCounts`] for one interface and queue
+/// as deltas against the last publish.
 pub struct PortPublisher {
     labels: [(&'static str, String); 2],
     last: PortCounts,
 }
 
 impl PortPublisher {
+    /// A publisher labelled `interface` = `iface`, `queue` = `queue`.
+    /// Creates its counter series at 0.
     pub fn new(iface: &str, queue: u32) -> PortPublisher {
         let labels = [
             ("interface", iface.to_string()),
@@ -319,6 +336,8 @@ impl PortPublisher {
         }
     }
 
+    /// Publishes `now` (cumulative counts) as increments over the last
+    /// publish.
     pub fn publish(&mut self, now: &PortCounts) {
         let l = &self.last;
         let put = |name: &'static str, cur: u64, old: u64| {

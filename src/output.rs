@@ -15,6 +15,7 @@ const MAX_OFFENDERS: usize = 65_536;
 
 /// What a shard worker reports after a batch.
 pub struct ShardOutput {
+    /// Alerts and episode ends, in the order the shard produced them.
     pub events: Vec<Event>,
     /// (pcap_cnt, verdict), if verdict recording is on.
     pub verdicts: Vec<(u64, Verdict)>,
@@ -23,10 +24,18 @@ pub struct ShardOutput {
 /// Receives shard output on one thread (the offline collector, the live
 /// sink): the one place decisions are written out.
 pub trait Collector: Send + 'static {
+    /// Takes one report. Called on the collector thread, reports from all
+    /// shards interleaved in arrival order; a slow collector backs up the
+    /// shards behind it.
     fn collect(&mut self, out: ShardOutput);
 }
 
-/// End-of-run summary format on stdout.
+/// End-of-run summary format on stdout (`--summary`): `text` is a
+/// human-readable table, `json` the report as one pretty-printed JSON
+/// object, `none` prints nothing.
+// Doc comments on the variants would become clap's possible-value help and
+// change the `--help` layout; the enum doc above describes them instead.
+#[allow(missing_docs)]
 #[derive(Copy, Clone, Debug, clap::ValueEnum, PartialEq, Eq, Default)]
 pub enum SummaryFormat {
     #[default]
@@ -39,7 +48,9 @@ pub enum SummaryFormat {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {source}", path.display())]
 pub struct OutputError {
+    /// The file.
     pub path: PathBuf,
+    /// What the OS said.
     #[source]
     pub source: std::io::Error,
 }
@@ -53,20 +64,32 @@ impl OutputError {
     }
 }
 
+/// One source's tally for the top-offenders summary and metric.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Offender {
+    /// The source address, as text.
     pub src: String,
+    /// Alerts raised against it (episodes started, signature matches).
     pub episodes: u64,
     /// Packets decided against the source, including each episode's first.
     pub packets: u64,
+    /// Wire bytes decided against it after each episode's first packet
+    /// (alerts do not carry the first packet's length).
     pub bytes: u64,
+    /// Rules that fired on it, in first-seen order.
     pub rules: Vec<u32>,
 }
 
+/// The one writer of decisions: appends EVE lines to the alert log and
+/// lines to the verdict log, tallies offenders, and hands events to the
+/// SQLite audit log. The offline collector thread and the live sink each
+/// own one ([`Collector`]).
 pub struct Recorder {
     alerts: Option<(PathBuf, BufWriter<File>)>,
     verdicts: Option<(PathBuf, BufWriter<File>)>,
+    /// Alert events seen (counted with or without an alert file).
     pub alerts_written: u64,
+    /// Episode-end events seen.
     pub episodes_ended: u64,
     offenders: HashMap<IpAddr, Offender>,
     /// One bit per packet (by pcap_cnt), set when allowed: kept only when
@@ -87,6 +110,10 @@ pub fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 impl Recorder {
+    /// Opens the alert log and the verdict log
+    /// (`pcap_cnt<TAB>allow|drop[<TAB>rule]` lines), each for append and
+    /// creating parent directories; `None` means no such file. Fails
+    /// naming the file.
     pub fn new(alerts: Option<&Path>, verdicts: Option<&Path>) -> Result<Recorder, OutputError> {
         let open = |p: &Path| -> Result<(PathBuf, BufWriter<File>), OutputError> {
             let f = open_append(p).map_err(|e| OutputError::new(p, e))?;

@@ -15,11 +15,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// this clock (PCAP record time offline, RX time live), never the wall clock.
 pub type Ts = u64;
 
+/// Nanoseconds per second, for converting [`Ts`] to and from seconds.
 pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// Link-layer framing of a capture (PCAP DLT / LINKTYPE values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkType {
+    /// Ethernet II, with up to three 802.1Q / 802.1ad VLAN tags. The only
+    /// framing live mode sees.
     Ethernet,
     /// Linux cooked capture v1 (`tcpdump -i any` on older libpcap).
     LinuxSll,
@@ -63,10 +66,16 @@ impl LinkType {
 /// Transport protocol of an IP packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
+    /// TCP (IP protocol 6): ports, flags, sequence number and payload set.
     Tcp,
+    /// UDP (17): ports and payload set.
     Udp,
+    /// ICMP for IPv4 (1): type, code and body set.
     Icmp,
+    /// ICMPv6 (58): type, code and body set.
     Icmpv6,
+    /// Any other IP protocol, by number (GRE, ESP, SCTP, ...): no ports;
+    /// the payload is the whole IP payload.
     Other(u8),
 }
 
@@ -88,18 +97,28 @@ impl Proto {
 pub struct TcpFlags(pub u8);
 
 impl TcpFlags {
+    /// FIN: the sender has finished sending.
     pub const FIN: u8 = 0x01;
+    /// SYN: opens a connection (alone: a client's first segment).
     pub const SYN: u8 = 0x02;
+    /// RST: aborts the connection.
     pub const RST: u8 = 0x04;
+    /// PSH: push buffered data to the application.
     pub const PSH: u8 = 0x08;
+    /// ACK: the acknowledgment number is valid (every segment after the SYN).
     pub const ACK: u8 = 0x10;
+    /// URG: the urgent pointer is valid.
     pub const URG: u8 = 0x20;
+    /// ECE: ECN echo (not one of the classic six flags).
     pub const ECE: u8 = 0x40;
+    /// CWR: congestion window reduced (not one of the classic six flags).
     pub const CWR: u8 = 0x80;
 
+    /// Every bit of `bits` is set (`has(SYN | FIN)`: both).
     pub fn has(self, bits: u8) -> bool {
         self.0 & bits == bits
     }
+    /// At least one bit of `bits` is set (`any(ACK | RST)`: either).
     pub fn any(self, bits: u8) -> bool {
         self.0 & bits != 0
     }
@@ -112,23 +131,33 @@ impl TcpFlags {
 /// A parsed IP packet. Plain fields: no accessor can fail.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {
+    /// Source address as in the header (IPv4 or IPv6): the shard key and
+    /// the key of every piece of per-source state.
     pub src: IpAddr,
+    /// Destination address as in the header.
     pub dst: IpAddr,
+    /// Transport protocol; decides which of the fields below are set.
     pub proto: Proto,
     /// 0 for protocols without ports.
     pub src_port: u16,
+    /// Destination port; 0 for protocols without ports.
     pub dst_port: u16,
     /// Zero unless `proto == Tcp`.
     pub tcp_flags: TcpFlags,
+    /// TCP sequence number of the segment (the ISN on a SYN, else the
+    /// number of its first payload byte); zero unless `proto == Tcp`.
     pub tcp_seq: u32,
     /// ICMP / ICMPv6 type and code; zero otherwise.
     pub icmp_type: u8,
+    /// ICMP / ICMPv6 code; zero otherwise.
     pub icmp_code: u8,
-    /// Transport payload (TCP/UDP data, ICMP body). Empty for fragments
-    /// after the first.
+    /// Transport payload (TCP/UDP data, ICMP body; the whole IP payload for
+    /// other protocols). Empty for every fragment.
     pub payload: &'a [u8],
-    /// A non-first IP fragment, or a first fragment whose transport header
-    /// could not be read: the transport fields above are unset.
+    /// An IP fragment, the first one included (IPv4 or IPv6: more-fragments
+    /// set or a non-zero offset), or a snaplen-cut packet whose extension
+    /// headers could not be read: the transport fields above are unset, and
+    /// detectors and signatures skip it.
     pub fragment: bool,
     /// The capture cut the frame short (snaplen): fields are valid but the
     /// payload is incomplete.
@@ -155,6 +184,8 @@ impl Packet<'_> {
         }
     }
 
+    /// An ICMP echo request (type 8) or ICMPv6 echo request (type 128):
+    /// what the ICMP flood detector counts.
     pub fn is_icmp_echo_request(&self) -> bool {
         match self.proto {
             Proto::Icmp => self.icmp_type == 8,
@@ -167,6 +198,7 @@ impl Packet<'_> {
 /// What a frame turned out to be.
 #[derive(Clone, Copy, Debug)]
 pub enum Frame<'a> {
+    /// An IPv4 or IPv6 packet (VLAN tags and cooked headers walked past).
     Ip(Packet<'a>),
     /// ARP, LLDP and every other non-IP frame: a bump in the wire passes these.
     NonIp,
@@ -177,20 +209,28 @@ pub enum Frame<'a> {
 pub enum Malformed {
     /// Ethernet / VLAN / cooked header cut short or invalid.
     Link,
+    /// IPv4 header invalid or cut short; also a raw-IP frame whose version
+    /// nibble is neither 4 nor 6.
     Ipv4,
+    /// IPv6 fixed header invalid or cut short.
     Ipv6,
     /// IPv6 extension headers or IPv4 AH.
     IpExt,
     /// IP total/payload length larger than the frame.
     IpLength,
+    /// TCP header invalid or cut short (without a snaplen to explain it).
     Tcp,
+    /// UDP header cut short (without a snaplen to explain it).
     Udp,
+    /// ICMP or ICMPv6 header cut short (without a snaplen to explain it).
     Icmp,
     /// The capture's link type is not one we decode.
     UnsupportedLink,
 }
 
 impl Malformed {
+    /// Every kind, in declaration order: metrics create one series per
+    /// kind at start so rates exist before the first malformed frame.
     pub const ALL: [Malformed; 9] = [
         Malformed::Link,
         Malformed::Ipv4,
@@ -203,6 +243,9 @@ impl Malformed {
         Malformed::UnsupportedLink,
     ];
 
+    /// Stable snake_case name: the key in [`crate::engine::Stats`]'s
+    /// `malformed` map and the `kind` label of
+    /// `flowgate_malformed_packets_total`.
     pub fn name(self) -> &'static str {
         match self {
             Malformed::Link => "link",
@@ -217,6 +260,7 @@ impl Malformed {
         }
     }
 
+    /// Position of this kind in [`Malformed::ALL`], for per-kind arrays.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -228,7 +272,8 @@ const ETH_IPV6: u16 = 0x86dd;
 
 /// Decodes one frame. `wire_len` is the original length; when it exceeds
 /// `data.len()` the capture was cut by a snaplen and a short IP payload is
-/// tolerated instead of being called malformed.
+/// tolerated instead of being called malformed. Frames without an IP
+/// layer are `Frame::NonIp`; `Err` says what is damaged. No input panics.
 ///
 /// Walks the layers with etherparse's per-layer slices rather than
 /// `SlicedPacket`: same checks, half the cost, nothing built we do not read.

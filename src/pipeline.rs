@@ -72,16 +72,27 @@ enum ToShard {
 /// Why the offline pipeline could not start or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The OS refused to start a shard or collector thread.
     #[error("cannot start shard threads: {0}")]
     Spawn(#[source] std::io::Error),
+    /// A shard could not get Hyperscan scratch for the signatures.
     #[error("cannot start shard threads: {0}")]
     Scratch(#[from] crate::signature::ScratchError),
+    /// Shard worker number `.0` panicked: its counters and unreported
+    /// events are lost.
     #[error("shard {0} worker panicked")]
     ShardPanicked(usize),
+    /// The collector thread panicked: the outputs are incomplete.
     #[error("collector thread panicked")]
     CollectorPanicked,
 }
 
+/// The offline front end: the caller pushes frames in capture order,
+/// each goes to its source's shard worker (a [`ShardEngine`] on its own
+/// thread) in batches, and one collector thread receives what the workers
+/// report. Frames are numbered 1, 2, ... in push order (their `pcap_cnt`).
+/// [`finish`](Self::finish) returns the results; a pipeline dropped
+/// without it leaves its threads to run out unjoined.
 pub struct Pipeline<C: Collector> {
     shards: usize,
     batch_size: usize,
@@ -103,6 +114,10 @@ pub struct Pipeline<C: Collector> {
 pub const TICK_NS: Ts = crate::packet::NANOS_PER_SEC;
 
 impl<C: Collector> Pipeline<C> {
+    /// Starts `cfg.shards()` shard workers and the collector thread running
+    /// `collector`. With `record_verdicts` workers also report every
+    /// frame's verdict (for `--verdicts` and `--write-allowed`), not only
+    /// events.
     pub fn start(
         cfg: Arc<Config>,
         rules: Arc<Ruleset>,
@@ -153,6 +168,7 @@ impl<C: Collector> Pipeline<C> {
         })
     }
 
+    /// Number of shard workers.
     pub fn shards(&self) -> usize {
         self.shards
     }

@@ -18,6 +18,7 @@ use xsk_rs::{CompQueue, FrameDesc, TxQueue, Umem};
 /// Frames submitted per TX ring produce call at full speed.
 const BATCH: usize = 64;
 
+/// How fast `flowgate replay` sends.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Pace {
     /// Recorded inter-packet gaps divided by this factor (1.0 = as recorded).
@@ -28,30 +29,43 @@ pub enum Pace {
     Pps(u64),
 }
 
+/// What to replay, where, and how fast.
 pub struct Options<'a> {
+    /// The capture; every frame must be Ethernet.
     pub pcap: &'a Path,
+    /// Interface to transmit on.
     pub iface: &'a str,
+    /// The interface's TX queue to bind the AF_XDP socket to.
     pub queue: u32,
+    /// Timing.
     pub pace: Pace,
     /// Stop after this many packets.
     pub limit: Option<u64>,
+    /// Draw a progress bar on stderr.
     pub progress: bool,
 }
 
+/// What a replay sent (`--summary text|json`).
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
+    /// Frames handed to the TX ring.
     pub packets: u64,
+    /// Their bytes as captured (a snaplen-cut frame goes out cut).
     pub bytes: u64,
     /// Frames larger than a UMEM frame, not sent.
     pub too_large: u64,
+    /// Wall-clock seconds from the first frame to the end of the drain.
     pub seconds: f64,
+    /// `packets / seconds`.
     pub packets_per_second: f64,
+    /// `bytes * 8 / seconds`.
     pub bits_per_second: f64,
     /// Reading stopped early (truncated capture); packets before it were sent.
     pub input_error: Option<String>,
 }
 
 impl Report {
+    /// The text summary: one line, two if frames were skipped.
     pub fn render(&self) -> String {
         let mut s = format!(
             "replayed {} packets ({} bytes) in {:.3}s: {:.0} pkts/s, {:.1} Mbit/s\n",
@@ -158,25 +172,37 @@ impl Tx {
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// The process lacks CAP_NET_RAW, which an AF_XDP socket needs.
     #[error("AF_XDP sockets need CAP_NET_RAW: run as root or grant it")]
     NoCapability,
+    /// The interface does not exist (in this network namespace).
     #[error("interface {iface}: {source} (does it exist in this network namespace?)")]
     NoInterface {
+        /// The interface name given.
         iface: String,
+        /// The lookup's error.
         #[source]
         source: nix::Error,
     },
+    /// `--speed` was zero, negative or not finite.
     #[error("--speed {0}: must be a positive number (1 = recorded timing)")]
     BadSpeed(f64),
+    /// `--pps 0`.
     #[error("--pps 0: must be at least 1")]
     ZeroPps,
+    /// A frame of the capture is not Ethernet (checked as frames are
+    /// read: the frames before it were sent).
     #[error("{}: link type {link}: replay sends Ethernet frames only", path.display())]
     NotEthernet {
+        /// The capture.
         path: std::path::PathBuf,
+        /// The frame's link type.
         link: String,
     },
+    /// The capture could not be opened.
     #[error(transparent)]
     Input(#[from] crate::source::pcap::PcapError),
+    /// The UMEM or the AF_XDP socket could not be set up.
     #[error(transparent)]
     Xsk(#[from] crate::xsk::XskError),
 }
@@ -219,6 +245,10 @@ fn wait_until(t: Instant) {
     }
 }
 
+/// Sends `o.pcap` out of `o.iface` through one AF_XDP TX socket at
+/// `o.pace`, up to `o.limit` frames, then waits up to 5 s for the TX ring
+/// to drain. A capture that stops being readable part-way still gives a
+/// report, with `input_error` set.
 pub fn run(o: &Options) -> Result<Report, ReplayError> {
     if let Pace::Speed(s) = o.pace {
         if !(s.is_finite() && s > 0.0) {

@@ -9,12 +9,17 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A rule's stable number, Suricata's `sid` (EVE `alert.signature_id`).
+/// Behavioural rules are 91000xx, built-in SQL injection signatures
+/// 91010xx; loaded rules bring their own, unique across all.
 pub type RuleId = u32;
 
 /// Metadata carried into alerts (Suricata EVE `alert.*` fields).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleMeta {
+    /// Stable ID (`alert.signature_id`).
     pub id: RuleId,
+    /// Revision of the rule's definition (`alert.rev`).
     pub rev: u32,
     /// Short machine name, also the metrics label.
     pub name: Cow<'static, str>,
@@ -54,21 +59,38 @@ impl RuleMeta {
     }
 }
 
+/// `icmp_flood`: a source's ICMP/ICMPv6 echo requests exceed
+/// `detect.icmp_flood.limit` within its window.
 pub const ICMP_FLOOD: RuleId = 9_100_001;
+/// `syn_flood`: a source's SYNs (without ACK) exceed
+/// `detect.syn_flood.limit` within its window.
 pub const SYN_FLOOD: RuleId = 9_100_010;
+/// `syn_half_open`: too many of a source's handshakes never get its final
+/// ACK (`detect.syn_flood.half_open_*`).
 pub const SYN_HALF_OPEN: RuleId = 9_100_011;
+/// `scan_null`: a TCP segment with none of the six classic flags.
 pub const SCAN_NULL: RuleId = 9_100_020;
+/// `scan_xmas`: a TCP segment with FIN, PSH and URG.
 pub const SCAN_XMAS: RuleId = 9_100_021;
+/// `scan_fin`: a TCP segment with FIN but no ACK.
 pub const SCAN_FIN: RuleId = 9_100_022;
+/// `scan_syn_fin`: a TCP segment with SYN and FIN together.
 pub const SCAN_SYN_FIN: RuleId = 9_100_023;
+/// `port_scan`: a source probes too many ports or host:port pairs without
+/// completing handshakes (`detect.port_scan.*`).
 pub const PORT_SCAN: RuleId = 9_100_030;
+/// `repeated_attempts`: one source retrying one closed or unanswered port.
 pub const REPEATED_ATTEMPTS: RuleId = 9_100_040;
+/// `malformed`: the rule a frame that fails to decode is dropped under
+/// (with `engine.drop_malformed`). Counted, never alerted.
 pub const MALFORMED: RuleId = 9_100_090;
 
 const DOS: &str = "Attempted Denial of Service";
 const RECON: &str = "Attempted Information Leak";
 const SCAN: &str = "Detection of a Network Scan";
 
+/// Metadata of the behavioural rules, in ID order: every rule book starts
+/// with these ([`RuleBook::builtin`]).
 pub static BUILTIN: &[RuleMeta] = &[
     RuleMeta {
         id: ICMP_FLOOD,
@@ -169,6 +191,8 @@ pub struct RuleBook {
 }
 
 impl RuleBook {
+    /// A book of the behavioural rules only; loading signatures adds theirs
+    /// ([`RuleBook::insert`]).
     pub fn builtin() -> RuleBook {
         RuleBook {
             by_id: BUILTIN
@@ -178,10 +202,13 @@ impl RuleBook {
         }
     }
 
+    /// Metadata of rule `id`, if this book has it.
     pub fn get(&self, id: RuleId) -> Option<&Arc<RuleMeta>> {
         self.by_id.get(&id)
     }
 
+    /// Short name of rule `id` (for labels and summaries), or `"unknown"`
+    /// for an ID this book does not have.
     pub fn name(&self, id: RuleId) -> &str {
         self.by_id
             .get(&id)
@@ -199,6 +226,7 @@ impl RuleBook {
         Ok(m)
     }
 
+    /// Every rule, in ID order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<RuleMeta>> {
         self.by_id.values()
     }

@@ -13,8 +13,10 @@ use std::sync::Arc;
 /// Why a rule set cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesetError {
+    /// A rule file could not be read, or a flowgate TOML file is invalid.
     #[error(transparent)]
     File(#[from] RuleFileError),
+    /// Hyperscan refused a pattern, or a rule ID is defined twice.
     #[error(transparent)]
     Compile(#[from] CompileError),
     /// Suricata rules that do not map, with `signatures.strict` set.
@@ -30,6 +32,7 @@ fn list(rejected: &[Rejected]) -> String {
 /// How one rule file loaded.
 #[derive(Clone, Debug)]
 pub struct FileReport {
+    /// The file, as named in `signatures.rule_files`.
     pub path: PathBuf,
     /// Rules that mapped (and, once `load` returns, compiled).
     pub loaded: usize,
@@ -37,9 +40,15 @@ pub struct FileReport {
     pub rejected: usize,
 }
 
+/// A loaded rule set: immutable once built, shared by every shard through
+/// an `Arc`, replaced as a whole on reload.
 #[derive(Debug)]
 pub struct Ruleset {
+    /// Every rule a decision can name: the behavioural rules plus every
+    /// signature rule loaded.
     pub book: RuleBook,
+    /// The compiled signatures; `None` when signatures are disabled or no
+    /// rule loaded, and then shards do no HTTP inspection at all.
     pub signatures: Option<Arc<SignatureSet>>,
     /// Rules that did not load, with why.
     pub rejected: Vec<Rejected>,

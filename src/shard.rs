@@ -142,6 +142,8 @@ impl Sharder {
 pub struct SourceKey(pub u128);
 
 impl SourceKey {
+    /// The address back, for alerts and logs: IPv4 for a v4-mapped key
+    /// (so an IPv4-mapped IPv6 source is reported as IPv4), else IPv6.
     pub fn ip(self) -> IpAddr {
         let v6 = Ipv6Addr::from(self.0);
         match v6.to_ipv4_mapped() {

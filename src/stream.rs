@@ -14,15 +14,22 @@ use crate::shard::SourceKey;
 use crate::table::TableKey;
 use std::net::IpAddr;
 
+/// One TCP connection as seen from its client: the flow table's key.
+/// Bucketed by the client, so a flow lives in its client's shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
+    /// The client (the segment's source).
     pub src: SourceKey,
+    /// The server address, IPv4 v4-mapped as in [`SourceKey`].
     pub dst: u128,
+    /// The client's port.
     pub sport: u16,
+    /// The server's port.
     pub dport: u16,
 }
 
 impl FlowKey {
+    /// The key of a client-to-server segment.
     pub fn new(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> FlowKey {
         FlowKey {
             src: SourceKey::from(src),
@@ -40,6 +47,7 @@ impl TableKey for FlowKey {
     }
 }
 
+/// What the engine does with a flow's next segments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlowState {
     /// Collecting and scanning request bytes.
@@ -52,6 +60,7 @@ pub enum FlowState {
     Dropped(RuleId),
 }
 
+/// Bounds on one flow's buffering and inspection, from `signatures.*`.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Most bytes of one request held (head plus body prefix).
@@ -62,8 +71,14 @@ pub struct Limits {
     pub max_ooo_segments: usize,
 }
 
+/// Reassembly and inspection state of one client-to-server stream: the
+/// in-order bytes of the current request (bounded), a few segments that
+/// arrived early, and how many body bytes to let pass uninspected.
 #[derive(Debug)]
 pub struct HttpFlow {
+    /// What happens to the flow's next segments. The engine sets it when a
+    /// rule matches ([`HttpFlow::finish`]); the flow sets `Ignored` itself
+    /// when it stops inspecting.
     pub state: FlowState,
     next_seq: u32,
     /// In-order bytes of the current request.
@@ -92,7 +107,11 @@ pub enum Next {
     /// A pipelined request follows in the buffer: scan again.
     Rescan,
     /// Stop inspecting this flow (not HTTP, or the request outgrew the limit).
-    Stop { truncated: bool },
+    Stop {
+        /// The request outgrew `max_request` before its head ended
+        /// (counted in the shard's `http_truncated`).
+        truncated: bool,
+    },
 }
 
 impl HttpFlow {
@@ -115,6 +134,8 @@ impl HttpFlow {
         }
     }
 
+    /// The in-order bytes of the current request, from its first byte and
+    /// at most `max_request` long: what the scanner sees.
     pub fn request(&self) -> &[u8] {
         &self.buf
     }

@@ -32,8 +32,10 @@ const MAX_SECOND_CHANCES: usize = 8;
 /// How many idle keys one insert may expire.
 const MAX_EXPIRE_PER_INSERT: usize = 2;
 
+/// Counters of one bounded table (one shard's; summed with [`add`](Self::add)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TableStats {
+    /// New keys inserted.
     pub inserts: u64,
     /// Removed because the bucket was full.
     pub evictions: u64,
@@ -42,6 +44,7 @@ pub struct TableStats {
 }
 
 impl TableStats {
+    /// Adds another table's counters into these.
     pub fn add(&mut self, o: &TableStats) {
         self.inserts += o.inserts;
         self.evictions += o.evictions;
@@ -56,6 +59,18 @@ struct Slot<V> {
     queued_at: Ts,
 }
 
+/// A map with a hard bound and deterministic eviction, for state keyed by
+/// something an attacker chooses (source addresses, flows).
+///
+/// Capacity is per fixed bucket ([`TableKey::bucket`]). Inserting into a
+/// full bucket evicts its oldest entry, unless that one was used since it
+/// was queued: then it gets a second chance at the back (CLOCK, a bounded
+/// number of times per insert). A few idle entries at the front of the
+/// bucket expire on the way. Nothing runs between inserts: an idle entry
+/// leaves only when an insert into its bucket passes it. Every decision
+/// depends on the bucket's own keys in packet order and on packet time, so
+/// a shard's table behaves exactly like the same buckets of a one-shard
+/// table. Evictions and expirations are counted in `stats`.
 pub struct BoundedTable<K, V> {
     map: HashMap<K, Slot<V>, ahash::RandomState>,
     sharder: Sharder,
@@ -64,13 +79,18 @@ pub struct BoundedTable<K, V> {
     per_bucket: usize,
     idle_ns: u64,
     next_gen: u32,
+    /// Inserts, evictions and expirations since the table was created.
     pub stats: TableStats,
 }
 
 impl<K: TableKey, V> BoundedTable<K, V> {
     /// `capacity` is the whole table's bound across all shards; each bucket
-    /// gets `ceil(capacity / BUCKETS)` (at least 1). `idle_ns == u64::MAX`
-    /// disables idle expiry.
+    /// gets `ceil(capacity / BUCKETS)` (at least 1), so the real bound is
+    /// `per_bucket() * BUCKETS`: `capacity` rounded up to a multiple of
+    /// `BUCKETS`, never under `BUCKETS`.
+    /// `idle_ns` is the packet time after which an unused entry may expire;
+    /// `idle_ns == u64::MAX` disables idle expiry. `sharder` decides each
+    /// key's bucket (the deployment's keyed hash).
     pub fn new(capacity: usize, idle_ns: u64, sharder: Sharder) -> Self {
         BoundedTable {
             map: HashMap::with_hasher(sharder.map_hasher()),
@@ -84,15 +104,18 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         }
     }
 
-    /// Largest number of entries this table can hold in one shard process.
+    /// Most entries one bucket holds. The table holds at most this times
+    /// `BUCKETS`, and a shard only ever fills its own buckets.
     pub fn per_bucket(&self) -> usize {
         self.per_bucket
     }
 
+    /// Entries held now, idle ones not yet expired included.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// No entries held.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -205,6 +228,8 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         evicted
     }
 
+    /// Takes `key` out, returning its value (`None` if absent). Not counted
+    /// as an eviction or expiry: the caller decided.
     pub fn remove(&mut self, key: K) -> Option<V> {
         let slot = self.map.remove(&key)?;
         let b = self.bucket(&key);
@@ -223,6 +248,9 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         all
     }
 
+    /// Every entry, in no particular order (use
+    /// [`drain_sorted`](Self::drain_sorted) where order must be
+    /// deterministic).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter().map(|(k, s)| (k, &s.value))
     }

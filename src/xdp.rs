@@ -43,13 +43,19 @@ pub const COUNTER_NAMES: [&str; 8] = [
     "allowlist_overrides",
 ];
 
+/// Why the XDP program or its maps could not be set up or used.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
+    /// A precondition does not hold (capabilities, bpffs, interface,
+    /// pins); the message says what to do.
     #[error("{0}")]
     Setup(String),
+    /// A BPF operation failed.
     #[error("{what}: {source}")]
     Bpf {
+        /// What was being done, e.g. `pinning map counters`.
         what: String,
+        /// aya's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -67,13 +73,20 @@ fn bpf<E: std::error::Error + Send + Sync + 'static>(
 
 /// What to attach.
 pub struct AttachOptions<'a> {
+    /// Port facing the untrusted side.
     pub ingress: &'a str,
+    /// Port facing the protected side.
     pub egress: &'a str,
+    /// bpffs directory the links and maps are pinned under (created).
     pub pin_dir: &'a Path,
+    /// With no AF_XDP socket bound, drop frames instead of forwarding them
+    /// to the peer port.
     pub fail_closed: bool,
     /// `Auto`: native (driver) mode, falling back to generic (skb) mode.
     pub mode: XdpAttachMode,
+    /// Entries in each of the IPv4 and IPv6 blocklist maps.
     pub blocklist_capacity: u32,
+    /// Networks whose sources the program never drops, even if blocklisted.
     pub allowlist: &'a [IpNet],
 }
 
@@ -322,6 +335,7 @@ pub struct Blocklist {
 }
 
 impl Blocklist {
+    /// Opens the blocklist maps [`attach`] pinned under `pin_dir`.
     pub fn open(pin_dir: &Path) -> Result<Blocklist, XdpError> {
         Ok(Blocklist {
             v4: BpfHashMap::try_from(Map::HashMap(pinned(pin_dir, "blocklist_v4")?))
@@ -344,6 +358,10 @@ impl Blocklist {
         .map_err(bpf(format!("blocking {ip} (blocklist full?)")))
     }
 
+    /// Removes `ip` from the kernel blocklist; `Ok(false)` if it was not
+    /// there. An IPv6 address is looked up in the IPv6 map as given (unlike
+    /// [`block`](Self::block), which files IPv4-mapped ones under IPv4). A
+    /// shard's own block of the source is not touched.
     pub fn unblock(&mut self, ip: IpAddr) -> Result<bool, XdpError> {
         let r = match ip {
             IpAddr::V4(a) => self.v4.remove(&a.octets()),
@@ -449,6 +467,8 @@ pub struct XskRegistry {
 }
 
 impl XskRegistry {
+    /// Opens the socket map and port offsets [`attach`] pinned under
+    /// `pin_dir`.
     pub fn open(pin_dir: &Path) -> Result<XskRegistry, XdpError> {
         Ok(XskRegistry {
             xsks: aya::maps::XskMap::try_from(Map::XskMap(pinned(pin_dir, "xsks_map")?))

@@ -9,40 +9,64 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// An AF_XDP setup step that failed, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
+    /// A ring size xsk-rs refuses (it must be a power of two).
     #[error("ring size {ring}: {source}")]
     RingSize {
+        /// The size asked for.
         ring: u32,
+        /// xsk-rs's error.
         #[source]
         source: BoxError,
     },
+    /// xsk-rs refused the UMEM configuration.
     #[error("UMEM config: {0}")]
     UmemConfig(#[source] BoxError),
+    /// A UMEM of 0 frames was asked for.
     #[error("UMEM of 0 frames")]
     NoFrames,
+    /// The UMEM could not be created, most often for lack of locked memory.
     #[error("UMEM of {frames} frames: {source}{cause} (locked memory: raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")]
     Umem {
+        /// Frames asked for.
         frames: u32,
         /// The underlying OS error, spelled out (libxdp wraps it).
         cause: String,
+        /// xsk-rs's error.
         #[source]
         source: BoxError,
     },
+    /// The interface name is not one xsk-rs accepts.
     #[error("interface name {iface}: {source}")]
     InterfaceName {
+        /// The name given.
         iface: String,
+        /// xsk-rs's error.
         #[source]
         source: BoxError,
     },
+    /// The same interface and queue was bound twice on one UMEM, so xsk-rs
+    /// handed out no fill and completion rings: a caller bug.
     #[error("{iface} queue {queue}: bound twice on one UMEM (no fill ring)")]
-    BoundTwice { iface: String, queue: u32 },
+    BoundTwice {
+        /// The interface.
+        iface: String,
+        /// The queue.
+        queue: u32,
+    },
+    /// The socket could not be created or bound (after retrying a queue
+    /// that was still busy for 3 s).
     #[error(
         "AF_XDP socket on {iface} queue {queue}: {source}{cause} (needs CONFIG_XDP_SOCKETS, \
          CAP_NET_RAW, and a queue no other AF_XDP socket holds)"
     )]
     Socket {
+        /// The interface.
         iface: String,
+        /// The queue.
         queue: u32,
+        /// The underlying OS error, spelled out (libxdp wraps it).
         cause: String,
+        /// xsk-rs's error.
         #[source]
         source: BoxError,
     },
@@ -85,9 +109,13 @@ fn cause(e: &dyn std::error::Error) -> String {
 
 /// The four rings of one bound socket.
 pub struct Rings {
+    /// TX ring: frames to transmit.
     pub tx: TxQueue,
+    /// RX ring: frames received.
     pub rx: RxQueue,
+    /// Fill ring: free frames handed to the kernel to receive into.
     pub fq: FillQueue,
+    /// Completion ring: frames the kernel has finished transmitting.
     pub cq: CompQueue,
 }
 

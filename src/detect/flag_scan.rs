@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlagScanConfig {
+    /// Run this detector (all four `scan_*` rules).
     pub enabled: bool,
 }
 
@@ -20,6 +21,9 @@ impl Default for FlagScanConfig {
     }
 }
 
+/// Classifies one TCP segment by its flags: `Some` for a scan
+/// combination, checked as SYN+FIN, XMAS, NULL, then FIN without ACK. No
+/// state: one packet suffices, so it fires on the first such segment.
 pub fn inspect(pkt: &Packet) -> Option<Detection> {
     let f = pkt.tcp_flags;
     let (rule, what) = if f.has(F::SYN | F::FIN) {

@@ -11,9 +11,12 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IcmpFloodConfig {
+    /// Run this detector.
     pub enabled: bool,
     /// Echo requests allowed per window; one more fires.
     pub limit: u32,
+    /// The counting window, in packet time: fixed, starting at a source's
+    /// first request and restarting at its first request after it closes.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
 }
@@ -28,11 +31,15 @@ impl Default for IcmpFloodConfig {
     }
 }
 
+/// One source's state: its echo requests in the current window.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct State {
     echo: WindowCount,
 }
 
+/// Counts one echo request from the source at packet time `now`. `Some`
+/// once the window's count exceeds `limit` (the engine then blocks the
+/// source, which clears this state).
 pub fn on_echo_request(cfg: &IcmpFloodConfig, st: &mut State, now: Ts) -> Option<Detection> {
     let n = st.echo.hit(now, cfg.window);
     (n > cfg.limit).then(|| Detection {

@@ -21,19 +21,30 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
+    /// `[detect.icmp_flood]`: echo request rate (rule `icmp_flood`).
     pub icmp_flood: icmp_flood::IcmpFloodConfig,
+    /// `[detect.syn_flood]`: SYN rate and half-open handshakes (rules
+    /// `syn_flood`, `syn_half_open`).
     pub syn_flood: syn_flood::SynFloodConfig,
+    /// `[detect.flag_scan]`: impossible TCP flag combinations (`scan_*`).
     pub flag_scan: flag_scan::FlagScanConfig,
+    /// `[detect.port_scan]`: unanswered probes of many ports or pairs
+    /// (rule `port_scan`).
     pub port_scan: port_scan::PortScanConfig,
+    /// `[detect.repeated_attempts]`: one endpoint retried without a
+    /// completed handshake (rule `repeated_attempts`).
     pub repeated_attempts: repeated_attempts::RepeatedAttemptsConfig,
 }
 
 /// A detector's finding: the rule, and the measurement against its limit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection {
+    /// The rule that fired.
     pub rule: RuleId,
     /// What was measured, e.g. `icmp_echo_requests`.
     pub metric: &'static str,
+    /// The measurement: the count that crossed the limit (the flags byte
+    /// for a flag scan, 1 for a signature).
     pub value: u64,
     /// The limit `value` exceeded (0 for immediate signatures).
     pub threshold: u64,
@@ -48,9 +59,13 @@ pub struct Detection {
 pub struct SourceState {
     /// Cached allowlist check, made when the source was first seen.
     pub allowlisted: bool,
+    /// The ICMP echo request window.
     pub icmp: icmp_flood::State,
+    /// SYN and half-open windows, and handshakes awaiting the final ACK.
     pub syn: syn_flood::State,
+    /// The port scan window.
     pub scan: port_scan::State,
+    /// Endpoints being retried without a completed handshake.
     pub retry: repeated_attempts::State,
 }
 

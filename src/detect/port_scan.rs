@@ -18,7 +18,10 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PortScanConfig {
+    /// Run this detector.
     pub enabled: bool,
+    /// The window probes are counted in, in packet time: fixed, starting
+    /// at a probe and restarting at the first probe after it closes.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Distinct unanswered destination ports allowed per window.
@@ -38,6 +41,8 @@ impl Default for PortScanConfig {
     }
 }
 
+/// One source's state: the ports and host:port pairs it probed in the
+/// current window, and which of them it completed a handshake with.
 #[derive(Debug, Default)]
 pub struct State {
     /// Allocated on the first probe.
@@ -55,6 +60,11 @@ struct Window {
     unanswered_pairs: u32,
 }
 
+/// Feeds one TCP segment of the source at packet time `now`. A SYN
+/// (without ACK or RST) probes its destination port and host:port pair;
+/// `completed` (the SYN flood detector saw this segment finish the
+/// source's handshake) marks that pair and port answered. `Some` when the
+/// window's unanswered ports or pairs exceed their limits.
 pub fn on_tcp(
     cfg: &PortScanConfig,
     hasher: &Sharder,

@@ -19,9 +19,11 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SynFloodConfig {
+    /// Run this detector (both `syn_flood` and `syn_half_open`).
     pub enabled: bool,
     /// SYNs (without ACK) allowed per window; one more fires.
     pub limit: u32,
+    /// The SYN counting window, in packet time (fixed, from the first SYN).
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Handshakes left half-open allowed per `half_open_window`.
@@ -29,6 +31,8 @@ pub struct SynFloodConfig {
     /// A SYN with no final ACK from the source after this long is half-open.
     #[serde(with = "humantime_serde")]
     pub half_open_timeout: Duration,
+    /// The window half-open handshakes are counted in (fixed, from the
+    /// first one).
     #[serde(with = "humantime_serde")]
     pub half_open_window: Duration,
     /// Pending handshakes tracked per source; the oldest beyond this count
@@ -50,6 +54,8 @@ impl Default for SynFloodConfig {
     }
 }
 
+/// One source's state: its SYN and half-open windows and the handshakes
+/// still waiting for its final ACK (allocated on its first SYN).
 #[derive(Debug, Default)]
 pub struct State {
     syns: WindowCount,
@@ -77,12 +83,20 @@ struct Pending {
     order: VecDeque<(Ts, u64)>,
 }
 
+/// What one segment did to a source's SYN state.
 pub struct Outcome {
+    /// A SYN rate or half-open finding, if this segment crossed a limit.
     pub detection: Option<Detection>,
     /// This packet completed a handshake the source had started.
     pub completed: bool,
 }
 
+/// Feeds one TCP segment of the source at packet time `now`. A SYN is
+/// counted and remembered by endpoint (keyed hash) until the source's ACK
+/// (completed) or RST (abandoned) for it; one still pending
+/// `half_open_timeout` later counts as half-open. Aging runs as the
+/// source's later segments arrive, so a half-open finding lands on a later
+/// packet of the source.
 pub fn on_tcp(
     cfg: &SynFloodConfig,
     hasher: &Sharder,

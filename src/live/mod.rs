@@ -39,9 +39,10 @@ use worker::{ToShard, Worker};
 use xsk_rs::{FrameDesc, Umem};
 
 /// State the threads share read-only (plus the exit totals).
-pub struct Shared {
+pub(crate) struct Shared {
     /// One UMEM per queue pair, indexed by I/O thread.
     pub umems: Vec<Umem>,
+    /// Every shard's final counters, added by each worker as it exits.
     pub totals: Mutex<Stats>,
     /// Configuration generation: 0 at start, +1 per successful reload.
     pub generation: std::sync::atomic::AtomicU64,
@@ -59,13 +60,19 @@ pub fn wall_ns() -> Ts {
 /// What a run did, printed when it stops.
 #[derive(Debug)]
 pub struct LiveReport {
+    /// Engine counters, summed over shards at exit.
     pub stats: Stats,
+    /// What the sink did: alerts written, kernel blocklist inserts, the
+    /// first alert-log write error.
     pub sink: SinkReport,
+    /// Successful reloads (SIGHUP).
     pub reloads: u64,
+    /// Wall-clock seconds from start to stop.
     pub seconds: f64,
 }
 
 impl LiveReport {
+    /// One line for stdout when live mode stops.
     pub fn render(&self) -> String {
         let s = &self.stats;
         format!(
@@ -84,6 +91,8 @@ impl LiveReport {
 
 /// Everything `run` needs; `sources` is kept to re-read the config on SIGHUP.
 pub struct LiveOptions {
+    /// Where the configuration comes from (file, environment, flags);
+    /// SIGHUP loads the same sources again.
     pub sources: Sources,
 }
 
@@ -93,29 +102,43 @@ pub enum LiveError {
     /// A setup problem found before touching anything; says what to do.
     #[error("{0}")]
     Setup(String),
+    /// A port does not exist (in this network namespace).
     #[error("interface {iface}: {source} (does it exist in this network namespace?)")]
     NoInterface {
+        /// The interface name.
         iface: String,
+        /// The lookup's error.
         #[source]
         source: nix::Error,
     },
+    /// Checking privileges, attaching the XDP program or using its maps
+    /// failed.
     #[error(transparent)]
     Xdp(#[from] xdp::XdpError),
+    /// A UMEM or AF_XDP socket could not be set up.
     #[error(transparent)]
     Xsk(#[from] crate::xsk::XskError),
+    /// The configured rules did not load.
     #[error("rules: {0}")]
     Rules(#[from] crate::ruleset::RulesetError),
+    /// The Prometheus listener could not start.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// The alert log could not be opened.
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
+    /// The SQLite audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// A shard could not get Hyperscan scratch for the signatures.
     #[error(transparent)]
     Engine(#[from] crate::signature::ScratchError),
+    /// The OS refused a thread or the signal handlers.
     #[error("{what}: {source}")]
     Os {
+        /// What was being started.
         what: &'static str,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
@@ -130,7 +153,7 @@ fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> LiveError {
 
 /// Why a SIGHUP reload was refused (the running configuration stays).
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+enum ReloadError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]

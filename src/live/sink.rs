@@ -28,8 +28,11 @@ pub struct Sink {
 /// What the sink did, for the exit summary.
 #[derive(Default, Debug)]
 pub struct SinkReport {
+    /// Alert events written to the alert log.
     pub alerts: u64,
+    /// Blocks inserted into the kernel blocklist.
     pub kernel_blocks: u64,
+    /// Blocks the kernel blocklist refused (full); the shard still drops.
     pub kernel_block_errors: u64,
     /// The first alert-log write error of the run.
     pub write_error: Option<OutputError>,

@@ -32,6 +32,7 @@ pub enum Buffer {
 }
 
 impl Buffer {
+    /// Name as written in rule files and alert reasons (`uri`, `body`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Buffer::Uri => "uri",
@@ -59,24 +60,35 @@ pub enum Action {
 /// must match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cond {
+    /// The view of the request the pattern is matched against.
     pub buffer: Buffer,
     /// Hyperscan expression (PCRE subset).
     pub pattern: String,
 }
 
+/// A signature rule as loaded (flowgate TOML or Suricata), before it is
+/// compiled: identity, what a match does, and what must match.
 #[derive(Clone, Debug)]
 pub struct SigRule {
+    /// Identity and EVE metadata; compiling moves it into the rule book.
     pub meta: RuleMeta,
+    /// What a match does to the packet, the flow and the source.
     pub action: Action,
+    /// Explanation put in the alert's reason (the rule's `reason`, else
+    /// its `msg`).
     pub reason: String,
+    /// Patterns that must all match, each in its buffer; never empty.
     pub conds: Vec<Cond>,
 }
 
 /// A rule that could not be loaded, with why. Never dropped silently.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {
+    /// Where the rule is: `file:line`.
     pub origin: String,
+    /// Its sid, when that much could be read.
     pub id: Option<RuleId>,
+    /// Why it does not map (the keyword or construct at fault).
     pub reason: String,
 }
 
@@ -96,16 +108,24 @@ pub const BUILTIN_SQLI: &str = include_str!("../../deploy/rules/sqli.toml");
 /// is a [`Rejected`] instead, and the rest still load).
 #[derive(Debug, thiserror::Error)]
 pub enum RuleFileError {
+    /// The file could not be read.
     #[error("{}: {source}", path.display())]
     Read {
+        /// The rule file.
         path: PathBuf,
+        /// Why reading failed.
         #[source]
         source: std::io::Error,
     },
     /// A flowgate TOML rule file that does not parse or validate; the
     /// message names the line or the rule.
     #[error("{origin}: {message}")]
-    Invalid { origin: String, message: String },
+    Invalid {
+        /// The file (or `built-in sqli.toml`).
+        origin: String,
+        /// What is wrong, with the line or rule.
+        message: String,
+    },
 }
 
 /// Loads rules from a file: `.toml` in flowgate's format, anything else as
@@ -131,6 +151,9 @@ fn hs_flags() -> PatternFlags {
 
 /// Compiled rules. Pattern IDs in both databases are indices into `conds`.
 pub struct SignatureSet {
+    /// Per rule, in load order: its metadata (shared with the book), action
+    /// and reason. Order is priority: when several rules match a request,
+    /// the first one wins.
     pub rules: Vec<(Arc<RuleMeta>, Action, String)>,
     /// (rule index, buffer) per condition.
     conds: Vec<(usize, Buffer)>,
@@ -161,13 +184,16 @@ pub enum CompileError {
     /// Hyperscan refused a pattern; names the rule and where in it.
     #[error("rule {id} pattern {index} `{pattern}`: {message}")]
     Pattern {
+        /// The rule (0 if Hyperscan did not say which expression failed).
         id: RuleId,
         /// 1-based pattern number within the rule.
         index: usize,
+        /// The expression as written in the rule.
         pattern: String,
         /// Hyperscan's message; it names the character index when it can.
         message: String,
     },
+    /// A rule ID the book already holds (behavioural, built-in or loaded).
     #[error("rule id {0} is defined twice (IDs must be unique across built-in and loaded rules)")]
     DuplicateId(RuleId),
 }
@@ -246,10 +272,12 @@ impl SignatureSet {
         Ok(set)
     }
 
+    /// Rules compiled (not patterns).
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// No rule compiled.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
@@ -268,11 +296,16 @@ fn hs_error(e: &hyperscan::Error) -> (String, Option<usize>) {
 /// A signature match on one request.
 #[derive(Clone, Debug)]
 pub struct Hit {
+    /// The rule that matched.
     pub meta: Arc<RuleMeta>,
+    /// What the rule does: decides the verdict and the flow's fate.
     pub action: Action,
+    /// The rule's explanation, for the alert.
     pub reason: String,
     /// Where the (last) pattern matched, and the normalized text before it.
     pub buffer: Buffer,
+    /// Up to 48 bytes of that buffer ending at the match (lossy UTF-8),
+    /// quoted in the alert's reason.
     pub excerpt: String,
 }
 
@@ -290,6 +323,9 @@ pub struct Scanner {
 }
 
 impl Scanner {
+    /// A scanner for `set` with its own Hyperscan scratch and buffers: one
+    /// per shard thread (scratch must not be shared). Fails if Hyperscan
+    /// cannot allocate the scratch.
     pub fn new(set: Arc<SignatureSet>) -> Result<Scanner, ScratchError> {
         let mut scratch: Option<Scratch> = None;
         let err = |source| ScratchError {
@@ -315,6 +351,7 @@ impl Scanner {
         })
     }
 
+    /// The rule set this scanner matches with.
     pub fn set(&self) -> &Arc<SignatureSet> {
         &self.set
     }
@@ -325,8 +362,11 @@ impl Scanner {
         std::mem::take(&mut self.scan_errors)
     }
 
-    /// Scans a (possibly partial) request. Returns the first rule, in rule
-    /// order, whose every condition matched.
+    /// Scans a (possibly partial) request: `req` is the raw bytes from the
+    /// request line on; at most `body_limit` body bytes are looked at.
+    /// Returns the first rule, in rule order, whose every condition
+    /// matched. A failed Hyperscan scan counts as no match and is counted
+    /// ([`take_scan_errors`](Self::take_scan_errors)).
     pub fn scan(&mut self, req: &[u8], body_limit: usize) -> Option<Hit> {
         let scratch = self.scratch.as_ref()?;
         let parts: Parts = http::split(req, body_limit);

@@ -12,27 +12,66 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Why a capture cannot be read, or stopped being readable; always names
+/// the file. Only `Truncated` and `Corrupt` come after packets were handed
+/// over ([`PcapError::is_partial`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
+    /// The file could not be opened, or its size read.
     #[error("{path}: {source}")]
     Open {
+        /// The capture.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The file is empty.
     #[error("{path}: empty file, not a PCAP or PCAPNG capture")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The capture.
+        path: PathBuf,
+    },
+    /// The file does not start with a PCAP or PCAPNG magic number.
     #[error("{path}: not a PCAP or PCAPNG file (starts with {magic})")]
-    NotPcap { path: PathBuf, magic: String },
+    NotPcap {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes (up to 4), in hex.
+        magic: String,
+    },
+    /// A classic PCAP of a link type we cannot decode. (A PCAPNG interface
+    /// of such a type is read; its frames count as malformed.)
     #[error("{path}: link type {linktype} is not supported (supported: Ethernet, Linux cooked SLL/SLL2, raw IP, BSD loopback)")]
-    UnsupportedLink { path: PathBuf, linktype: u32 },
+    UnsupportedLink {
+        /// The capture.
+        path: PathBuf,
+        /// The file's LINKTYPE_* number.
+        linktype: u32,
+    },
+    /// The file header is invalid.
     #[error("{path}: bad file header: {msg}")]
-    Header { path: PathBuf, msg: String },
+    Header {
+        /// The capture.
+        path: PathBuf,
+        /// The reader's message.
+        msg: String,
+    },
+    /// The last record is cut off (the capture was cut short).
     #[error("{path}: truncated after packet {packets}: the last record is incomplete (capture cut short?); the {packets} packets before it were processed")]
-    Truncated { path: PathBuf, packets: u64 },
+    Truncated {
+        /// The capture.
+        path: PathBuf,
+        /// Records read and handed over before it.
+        packets: u64,
+    },
+    /// A record could not be parsed.
     #[error("{path}: corrupt record after packet {packets}: {msg}; the {packets} packets before it were processed")]
     Corrupt {
+        /// The capture.
         path: PathBuf,
+        /// Records read and handed over before it.
         packets: u64,
+        /// The reader's message.
         msg: String,
     },
 }
@@ -49,9 +88,14 @@ impl PcapError {
 
 /// One record as read from the file.
 pub struct Record<'a> {
+    /// Record time, ns since the epoch (micro- and nanosecond files alike).
     pub ts: Ts,
+    /// Link type of the file (PCAP) or of the record's interface (PCAPNG;
+    /// `Unsupported` for a type we cannot decode).
     pub link: LinkType,
+    /// The captured bytes, borrowed until the callback returns.
     pub data: &'a [u8],
+    /// Length on the wire as recorded (PCAPNG: never below `data.len()`).
     pub wire_len: u32,
 }
 
@@ -60,6 +104,8 @@ enum Reader {
     Ng(Box<PcapNgReader<BufReader<File>>>),
 }
 
+/// An open capture, read front to back once with
+/// [`for_each`](Self::for_each) or [`try_for_each`](Self::try_for_each).
 pub struct PcapSource {
     path: PathBuf,
     reader: Reader,
@@ -80,6 +126,9 @@ fn ts_of(d: Duration) -> Ts {
 }
 
 impl PcapSource {
+    /// Opens a PCAP or PCAPNG file, told apart by magic number. Fails on a
+    /// missing, empty or non-capture file, a bad header, or a classic PCAP
+    /// of a link type we cannot decode.
     pub fn open(path: &Path) -> Result<PcapSource, PcapError> {
         let p = path.to_path_buf();
         let open_err = |source| PcapError::Open {
