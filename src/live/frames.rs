@@ -389,12 +389,9 @@ impl<D: Copy> Ledger<D> {
 
     /// Every frame given at the start is in exactly one place, and nothing
     /// came back that was not out.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LedgerError> {
         if self.anomalies > 0 {
-            return Err(format!(
-                "{} time(s) the kernel or a shard returned more frames than it held",
-                self.anomalies
-            ));
+            return Err(LedgerError::ReturnedTooMany(self.anomalies));
         }
         let waiting: usize = self.filling.iter().flatten().map(|b| b.slots.len()).sum();
         let stuck: usize = self.stuck.iter().map(|(_, b)| b.slots.len()).sum();
@@ -402,18 +399,39 @@ impl<D: Copy> Ledger<D> {
         let kernel: usize = self.on_fill.iter().chain(&self.on_tx).sum();
         let held = self.free.len() + waiting + stuck + self.in_flight_frames + pending + kernel;
         if held != self.total {
-            return Err(format!(
-                "{held} frames accounted for, {} given: {} free, {waiting} filling, {stuck} stuck, \
-                 {} at shards, {pending} pending TX, fill rings {:?}, TX rings {:?}",
-                self.total,
-                self.free.len(),
-                self.in_flight_frames,
-                self.on_fill,
-                self.on_tx
-            ));
+            return Err(LedgerError::Unbalanced {
+                held,
+                total: self.total,
+                detail: format!(
+                    "{} free, {waiting} filling, {stuck} stuck, {} at shards, {pending} pending TX, \
+                     fill rings {:?}, TX rings {:?}",
+                    self.free.len(),
+                    self.in_flight_frames,
+                    self.on_fill,
+                    self.on_tx
+                ),
+            });
         }
         Ok(())
     }
+}
+
+/// A broken frame-ownership invariant (a bug, logged: never expected).
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A ring or shard handed back more frames than it was given.
+    #[error("{0} time(s) the kernel or a shard returned more frames than it held")]
+    ReturnedTooMany(u64),
+    /// Frames are missing or counted twice.
+    #[error("{held} frames accounted for, {total} given: {detail}")]
+    Unbalanced {
+        /// Frames found in some place.
+        held: usize,
+        /// Frames the ledger started with.
+        total: usize,
+        /// Where they are.
+        detail: String,
+    },
 }
 
 /// A list of frames a ring can be offered.
@@ -572,7 +590,7 @@ mod tests {
         let mut l = ledger(4, 1);
         l.completed(0, &[Addr(9)]);
         assert_eq!(l.anomalies, 1);
-        assert!(l.check().unwrap_err().contains("more frames than it held"));
+        assert!(l.check().unwrap_err().to_string().contains("more frames than it held"));
         let mut l = ledger(4, 1);
         l.forward(1, &[Addr(0)]);
         assert!(l.check().is_err());
