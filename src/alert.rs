@@ -50,6 +50,9 @@ pub struct Alert {
     pub reason: String,
     /// Packet time the source's block ends (exclusive), if it was blocked.
     pub block_until: Option<Ts>,
+    /// Estimated distinct sources, for a per-destination (victim) alert;
+    /// its `src` is then the unspecified address (`flowgate.distinct_sources`).
+    pub sources: Option<u64>,
 }
 
 /// Why an episode ended.
@@ -177,6 +180,9 @@ impl Alert {
         });
         if let Some(t) = self.block_until {
             fg["block_until"] = eve_time(t).into();
+        }
+        if let Some(n) = self.sources {
+            fg["distinct_sources"] = n.into();
         }
         v.insert("flowgate".into(), fg);
         Value::Object(v)

@@ -100,6 +100,9 @@ pub struct Stats {
     pub ooo_overflow: u64,
     /// Hyperscan scans that failed: request data that was not inspected.
     pub signature_scan_errors: u64,
+    /// Packets to a destination not counted per destination because the
+    /// shard already counted `detect.victim.max_victims` in that epoch.
+    pub victim_overflow: u64,
 }
 
 /// What one rule decided in one shard (see [`Stats::rules`]).
@@ -144,6 +147,7 @@ impl Stats {
         self.http_truncated += o.http_truncated;
         self.ooo_overflow += o.ooo_overflow;
         self.signature_scan_errors += o.signature_scan_errors;
+        self.victim_overflow += o.victim_overflow;
     }
 
     /// Frames that failed to decode, all kinds together.
@@ -195,6 +199,9 @@ pub struct ShardEngine {
     next_expiry: Ts,
     /// When the idle sources and flows are next swept.
     next_sweep: Ts,
+    /// Per-destination counts of this shard's sources, by (epoch start,
+    /// destination), until the next timer tick hands them over.
+    victims: std::collections::HashMap<(Ts, std::net::IpAddr), crate::detect::victim::VictimCounts>,
 }
 
 /// How often `handle_timeout` sweeps idle table entries (packet time).
@@ -239,6 +246,7 @@ impl ShardEngine {
             events: Vec::new(),
             next_expiry: Ts::MAX,
             next_sweep: 0,
+            victims: Default::default(),
             rules: Arc::new(Ruleset::builtin_only()),
             cfg,
         };
@@ -340,6 +348,25 @@ impl ShardEngine {
         if st.allowlisted {
             self.stats.allowlisted += 1;
             return self.allow();
+        }
+        if cfg.detect.victim.enabled {
+            let syn = pkt.proto == Proto::Tcp
+                && pkt.tcp_flags.has(TcpFlags::SYN)
+                && !pkt.tcp_flags.any(TcpFlags::ACK | TcpFlags::RST);
+            if syn || pkt.is_icmp_echo_request() {
+                let epoch = f.ts - f.ts % crate::detect::victim::EPOCH_NS;
+                let full = self.victims.len() >= cfg.detect.victim.max_victims;
+                match self.victims.get_mut(&(epoch, pkt.dst)) {
+                    Some(c) => c.add(syn, self.sharder.hash_one(key.0), f.idx, f.ts),
+                    None if full => self.stats.victim_overflow += 1,
+                    None => self.victims.entry((epoch, pkt.dst)).or_default().add(
+                        syn,
+                        self.sharder.hash_one(key.0),
+                        f.idx,
+                        f.ts,
+                    ),
+                }
+            }
         }
         match detect::inspect(&cfg.detect, &self.sharder, st, &pkt, f.ts) {
             Some(d) => self.start_episode(key, f, &pkt, d),
@@ -517,6 +544,23 @@ impl ShardEngine {
         }
     }
 
+    /// Hands over the per-destination counts gathered since the last call,
+    /// by epoch (sorted), for the merge across shards
+    /// (`detect::victim::VictimMerger`).
+    pub fn take_victims(&mut self) -> Vec<(Ts, crate::detect::victim::Partial)> {
+        let mut all: Vec<((Ts, std::net::IpAddr), crate::detect::victim::VictimCounts)> =
+            self.victims.drain().collect();
+        all.sort_unstable_by_key(|(k, _)| *k);
+        let mut out: Vec<(Ts, crate::detect::victim::Partial)> = Vec::new();
+        for ((epoch, ip), c) in all {
+            match out.last_mut() {
+                Some((e, part)) if *e == epoch => part.push((ip, c)),
+                _ => out.push((epoch, vec![(ip, c)])),
+            }
+        }
+        out
+    }
+
     /// Ends every episode still open when the input ends at `end`:
     /// expired ones as expired (at their expiry), the rest as cut short.
     /// Call once after the last frame, with the last packet time (offline)
@@ -661,6 +705,7 @@ impl ShardEngine {
             window: d.window,
             reason: d.reason,
             block_until,
+            sources: None,
         }));
     }
 

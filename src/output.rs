@@ -19,7 +19,18 @@ pub struct ShardOutput {
     pub events: Vec<Event>,
     /// (pcap_cnt, verdict), if verdict recording is on.
     pub verdicts: Vec<(u64, Verdict)>,
+    /// Per-destination counts handed over at a timer tick: the shard, a
+    /// time before which every packet was handed to it, and its counts per
+    /// epoch (`detect::victim`).
+    pub victims: Option<VictimReport>,
 }
+
+/// One shard's per-destination counts: (shard, reported up to, per epoch).
+pub type VictimReport = (
+    usize,
+    crate::packet::Ts,
+    Vec<(crate::packet::Ts, crate::detect::victim::Partial)>,
+);
 
 /// Receives shard output on one thread (the offline collector, the live
 /// sink): the one place decisions are written out.
@@ -219,8 +230,11 @@ impl Collector for Recorder {
             match ev {
                 Event::Alert(a) => {
                     self.alerts_written += 1;
-                    // The packet that started the episode counts too.
-                    self.tally(a.src, a.rule.id, 1, 1, 0);
+                    // The packet that started the episode counts too. A
+                    // victim alert names no source to tally.
+                    if !a.src.is_unspecified() {
+                        self.tally(a.src, a.rule.id, 1, 1, 0);
+                    }
                 }
                 Event::BlockEnd(e) => {
                     self.episodes_ended += 1;

@@ -9,7 +9,9 @@
 //!    └──────────── recycled batches ◄─────────────┘
 //! ```
 
+use crate::alert::Event;
 use crate::config::Config;
+use crate::detect::victim::VictimMerger;
 use crate::engine::{RawFrame, ShardEngine, Stats};
 use crate::output::{Collector, ShardOutput};
 use crate::packet::{self, LinkType, Ts};
@@ -138,16 +140,29 @@ impl<C: Collector> Pipeline<C> {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("shard-{id}"))
-                    .spawn(move || run_shard(engine, rx, pool_tx, out_tx, record_verdicts))
+                    .spawn(move || run_shard(id, engine, rx, pool_tx, out_tx, record_verdicts))
                     .map_err(PipelineError::Spawn)?,
             );
         }
         drop(out_tx);
+        let mut victims = VictimMerger::new(cfg.detect.victim.clone(), shards, rules.clone());
         let collector = std::thread::Builder::new()
             .name("collector".into())
             .spawn(move || {
                 let mut c = collector;
-                for out in out_rx {
+                for mut out in out_rx {
+                    // Per-destination counts: merged here, across shards,
+                    // once every shard has reported an epoch.
+                    if let Some((shard, upto, epochs)) = out.victims.take() {
+                        let alerts = victims.add(shard, upto, epochs);
+                        if !alerts.is_empty() {
+                            c.collect(ShardOutput {
+                                events: alerts.into_iter().map(Event::Alert).collect(),
+                                verdicts: Vec::new(),
+                                victims: None,
+                            });
+                        }
+                    }
                     c.collect(out);
                 }
                 c
@@ -274,6 +289,7 @@ fn grid(ts: Ts) -> Ts {
 }
 
 fn run_shard(
+    id: usize,
     mut engine: ShardEngine,
     rx: Receiver<ToShard>,
     pool: Sender<Batch>,
@@ -294,6 +310,7 @@ fn run_shard(
                     let _ = out.send(ShardOutput {
                         events: engine.take_events(),
                         verdicts: std::mem::take(&mut verdicts),
+                        victims: None,
                     });
                 }
                 b.clear();
@@ -301,12 +318,12 @@ fn run_shard(
             }
             ToShard::Tick(now) => {
                 engine.handle_timeout(now);
-                if engine.has_events() {
-                    let _ = out.send(ShardOutput {
-                        events: engine.take_events(),
-                        verdicts: Vec::new(),
-                    });
-                }
+                // Always sent, even empty: the merge waits for every shard.
+                let _ = out.send(ShardOutput {
+                    events: engine.take_events(),
+                    verdicts: Vec::new(),
+                    victims: Some((id, now, engine.take_victims())),
+                });
             }
             ToShard::Reload(c, r) => engine.reload(c, r),
             ToShard::Finish(end) => {
@@ -314,6 +331,7 @@ fn run_shard(
                 let _ = out.send(ShardOutput {
                     events: engine.take_events(),
                     verdicts: Vec::new(),
+                    victims: Some((id, Ts::MAX, engine.take_victims())),
                 });
                 break;
             }

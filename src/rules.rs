@@ -81,6 +81,10 @@ pub const SCAN_SYN_FIN: RuleId = 9_100_023;
 pub const PORT_SCAN: RuleId = 9_100_030;
 /// `repeated_attempts`: one source retrying one closed or unanswered port.
 pub const REPEATED_ATTEMPTS: RuleId = 9_100_040;
+/// `victim_syn_flood`: SYNs to one destination from many sources.
+pub const VICTIM_SYN_FLOOD: RuleId = 9_100_050;
+/// `victim_icmp_flood`: echo requests to one destination from many sources.
+pub const VICTIM_ICMP_FLOOD: RuleId = 9_100_051;
 /// `malformed`: the rule a frame that fails to decode is dropped under
 /// (with `engine.drop_malformed`). Counted, never alerted.
 pub const MALFORMED: RuleId = 9_100_090;
@@ -172,6 +176,24 @@ pub static BUILTIN: &[RuleMeta] = &[
         category: Cow::Borrowed(SCAN),
         severity: 3,
         fires_when: Cow::Borrowed("a source sends more than {detect.repeated_attempts.limit} SYNs to one destination port within {detect.repeated_attempts.window} without completing a handshake (closed port answering RST, or silence)"),
+    },
+    RuleMeta {
+        id: VICTIM_SYN_FLOOD,
+        rev: 1,
+        name: Cow::Borrowed("victim_syn_flood"),
+        msg: Cow::Borrowed("FLOWGATE DOS TCP SYN flood against one destination (distributed or spoofed)"),
+        category: Cow::Borrowed(DOS),
+        severity: 1,
+        fires_when: Cow::Borrowed("all sources together send one destination more than {detect.victim.syn_rate} SYNs in a second of packet time, from at least {detect.victim.min_sources} distinct sources; alert only, sources are not blocked"),
+    },
+    RuleMeta {
+        id: VICTIM_ICMP_FLOOD,
+        rev: 1,
+        name: Cow::Borrowed("victim_icmp_flood"),
+        msg: Cow::Borrowed("FLOWGATE DOS ICMP echo flood against one destination (distributed or spoofed)"),
+        category: Cow::Borrowed(DOS),
+        severity: 1,
+        fires_when: Cow::Borrowed("all sources together send one destination more than {detect.victim.icmp_rate} ICMP echo requests in a second of packet time, from at least {detect.victim.min_sources} distinct sources; alert only, sources are not blocked"),
     },
     RuleMeta {
         id: MALFORMED,

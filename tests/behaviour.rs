@@ -225,3 +225,119 @@ fn an_attacker_who_knows_the_key_cannot_evict_its_own_block() {
     assert!(!evicted_self, "the attacker's block ended");
     assert!(eng.stats().blocklist_table.evictions >= 190);
 }
+
+#[test]
+fn a_spoofed_syn_flood_alerts_on_the_victim_for_any_shard_count() {
+    // 5000 SYN/s for 4 s to one victim, every SYN from a different random
+    // source (each far under every per-source limit), and a real client
+    // finishing handshakes with the same server meanwhile.
+    let victim = synth::v4(198, 19, 0, 80);
+    let client = synth::v4(198, 18, 5, 5);
+    let mut frames = Vec::new();
+    let mut x: u32 = 0x1234_5678;
+    for i in 0..20_000u64 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (x & 0x00ff_ffff)));
+        let f = synth::tcp(src, victim, (x >> 8) as u16 | 1024, 80, flags::SYN, x, b"");
+        frames.push((EPOCH + i * 200_000, f));
+    }
+    for i in 0..40u64 {
+        let t = EPOCH + i * 100 * MS + 50_000;
+        let sport = 30_000 + i as u16;
+        frames.push((t, synth::tcp(client, victim, sport, 80, flags::SYN, 1, b"")));
+        frames.push((
+            t + MS,
+            synth::tcp(victim, client, 80, sport, flags::SYN | flags::ACK, 9, b""),
+        ));
+        frames.push((
+            t + 2 * MS,
+            synth::tcp(client, victim, sport, 80, flags::ACK, 2, b""),
+        ));
+    }
+    frames.sort_by_key(|(t, _)| *t);
+    let cfg = config(&[]);
+    let one = run_frames(&cfg, 1, &frames);
+    let victims: Vec<&String> = one
+        .events
+        .iter()
+        .filter(|e| e.contains("\"signature_id\":9100050,"))
+        .collect();
+    assert_eq!(
+        victims.len(),
+        1,
+        "one alert per flood episode: {victims:#?}"
+    );
+    let a = victims[0];
+    assert!(
+        a.contains("\"dest_ip\":\"198.19.0.80\"") && a.contains("\"src_ip\":\"0.0.0.0\""),
+        "{a}"
+    );
+    // 5000 spoofed SYNs and the client's 10 in the second that crossed.
+    assert!(
+        a.contains("\"value\":5010,") && a.contains("\"threshold\":2000,"),
+        "{a}"
+    );
+    let v: serde_json::Value = serde_json::from_str(a.split_once(' ').unwrap().1).unwrap();
+    let est = v["flowgate"]["distinct_sources"].as_u64().unwrap();
+    assert!(
+        (2500..10_000).contains(&est),
+        "distinct sources estimate {est} for 5001"
+    );
+    assert!(a.contains("distinct_sources"), "{a}");
+    // Nothing else fired: no spoofed source is blocked, and the real
+    // client's handshakes all pass.
+    assert_eq!(one.events.len(), 1, "{:#?}", one.events);
+    assert!(one.verdicts.iter().all(|(_, v)| *v == Verdict::Allow));
+    for shards in [2, 3] {
+        let n = run_frames(&cfg, shards, &frames);
+        assert_eq!(n.events, one.events, "{shards} shards");
+        assert_eq!(n.verdicts, one.verdicts, "{shards} shards");
+    }
+    // A single source at the same rate is the per-source rule's, not this.
+    let single: Vec<(u64, Vec<u8>)> = (0..5000u64)
+        .map(|i| {
+            let f = synth::tcp(
+                client,
+                victim,
+                1024 + (i % 60_000) as u16,
+                80,
+                flags::SYN,
+                1,
+                b"",
+            );
+            (EPOCH + i * 200_000, f)
+        })
+        .collect();
+    let s = run_frames(&cfg, 1, &single);
+    assert_eq!(
+        alerts_of(&s.events, rules::VICTIM_SYN_FLOOD),
+        0,
+        "{:#?}",
+        s.events
+    );
+    assert_eq!(alerts_of(&s.events, rules::SYN_FLOOD), 1);
+}
+
+#[test]
+fn a_distributed_ping_flood_alerts_on_the_victim() {
+    let victim = synth::v4(198, 19, 0, 7);
+    let mut frames = Vec::new();
+    for i in 0..6000u64 {
+        // 300 sources, 20 pings each over 3 s: 2000 echo requests/s.
+        let src = synth::v4(198, 18, 100 + (i % 300 / 250) as u8, (i % 250) as u8 + 1);
+        frames.push((
+            EPOCH + i * 500_000,
+            synth::echo_request(src, victim, 7, i as u16, b"x"),
+        ));
+    }
+    let out = run_frames(&config(&[]), 2, &frames);
+    assert_eq!(
+        alerts_of(&out.events, rules::VICTIM_ICMP_FLOOD),
+        1,
+        "{:#?}",
+        out.events
+    );
+    assert_eq!(alerts_of(&out.events, rules::ICMP_FLOOD), 0);
+}

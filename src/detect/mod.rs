@@ -8,6 +8,7 @@ pub mod icmp_flood;
 pub mod port_scan;
 pub mod repeated_attempts;
 pub mod syn_flood;
+pub mod victim;
 
 use crate::packet::{Packet, Proto, Ts};
 use crate::rules::RuleId;
@@ -34,6 +35,9 @@ pub struct DetectConfig {
     /// `[detect.repeated_attempts]`: one endpoint retried without a
     /// completed handshake (rule `repeated_attempts`).
     pub repeated_attempts: repeated_attempts::RepeatedAttemptsConfig,
+    /// `[detect.victim]`: floods against one destination from all sources
+    /// together (rules `victim_syn_flood`, `victim_icmp_flood`).
+    pub victim: victim::VictimConfig,
 }
 
 /// A detector's finding: the rule, and the measurement against its limit.

@@ -590,7 +590,11 @@ mod tests {
         let mut l = ledger(4, 1);
         l.completed(0, &[Addr(9)]);
         assert_eq!(l.anomalies, 1);
-        assert!(l.check().unwrap_err().to_string().contains("more frames than it held"));
+        assert!(l
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("more frames than it held"));
         let mut l = ledger(4, 1);
         l.forward(1, &[Addr(0)]);
         assert!(l.check().is_err());
@@ -960,7 +964,7 @@ mod tests {
         fn check(&self) -> Result<(), TestCaseError> {
             let l = &self.ledger;
             if let Err(e) = l.check() {
-                return Err(TestCaseError::fail(e));
+                return Err(TestCaseError::fail(e.to_string()));
             }
             for p in 0..PORTS {
                 prop_assert_eq!(l.on_fill[p], self.fill[p].len() + self.rx[p].len());

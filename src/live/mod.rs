@@ -365,6 +365,11 @@ fn run_attached(
         publish_every,
         metrics: cfg.metrics.enabled,
         shared: shared.clone(),
+        victims: crate::detect::victim::VictimMerger::new(
+            cfg.detect.victim.clone(),
+            shards,
+            rules.clone(),
+        ),
     };
     let sink_thread = std::thread::Builder::new()
         .name("sink".into())
@@ -423,6 +428,7 @@ fn run_attached(
             shared: shared.clone(),
             publish_every,
             rules: rules.clone(),
+            sink: sink_tx.clone(),
         };
         let c = core(queues + id);
         workers.push(

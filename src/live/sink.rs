@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 pub enum ToSink {
     Events(Vec<Event>),
+    /// A shard's per-destination counts, merged here across shards.
+    Victims(crate::output::VictimReport),
     /// SIGHUP: reopen the alert log (logrotate moved it).
     Reopen,
 }
@@ -23,6 +25,8 @@ pub struct Sink {
     pub publish_every: Duration,
     pub metrics: bool,
     pub shared: std::sync::Arc<super::Shared>,
+    /// Adds the shards' per-destination counts and decides victim floods.
+    pub victims: crate::detect::victim::VictimMerger,
 }
 
 /// What the sink did, for the exit summary.
@@ -55,10 +59,30 @@ impl Sink {
                     self.recorder.collect(ShardOutput {
                         events,
                         verdicts: Vec::new(),
+                        victims: None,
                     });
                     // Operators tail the log: write through per delivery.
                     if let Err(e) = self.recorder.flush_alerts() {
                         rep.write_error.get_or_insert(e);
+                    }
+                }
+                Ok(ToSink::Victims((shard, upto, epochs))) => {
+                    let alerts = self.victims.add(shard, upto, epochs);
+                    for a in &alerts {
+                        // Not a shard's alert: counted here, labelled so.
+                        metrics::counter!("flowgate_alerts_total", "shard" => "all",
+                            "rule" => a.rule.id.to_string(), "name" => a.rule.name.to_string())
+                        .increment(1);
+                    }
+                    if !alerts.is_empty() {
+                        self.recorder.collect(ShardOutput {
+                            events: alerts.into_iter().map(Event::Alert).collect(),
+                            verdicts: Vec::new(),
+                            victims: None,
+                        });
+                        if let Err(e) = self.recorder.flush_alerts() {
+                            rep.write_error.get_or_insert(e);
+                        }
                     }
                 }
                 Ok(ToSink::Reopen) => match self.recorder.reopen_alerts() {

@@ -37,6 +37,8 @@ pub struct Worker {
     pub publish_every: Duration,
     /// Rule names for metric labels.
     pub rules: Arc<Ruleset>,
+    /// Per-destination counts go to the sink, which merges the shards'.
+    pub sink: Sender<super::sink::ToSink>,
 }
 
 impl Worker {
@@ -46,6 +48,7 @@ impl Worker {
         let batch_time = crate::metrics::shard_batch(self.id);
         let mut idx = 0u64;
         let mut last_publish = Instant::now();
+        let mut victims_upto: Ts = 0;
         loop {
             let msg = match self.rx.recv_timeout(self.publish_every) {
                 Ok(m) => Some(m),
@@ -90,6 +93,8 @@ impl Worker {
                 Some(ToShard::Finish(end)) => {
                     self.engine.finish(end);
                     let _ = self.events.send(self.engine.take_events());
+                    let last = (self.id, Ts::MAX, self.engine.take_victims());
+                    let _ = self.sink.send(super::sink::ToSink::Victims(last));
                     break;
                 }
                 None => {}
@@ -100,6 +105,20 @@ impl Worker {
             let now = super::wall_ns();
             if now >= self.engine.poll_timeout() {
                 self.engine.handle_timeout(now);
+            }
+            // Each second of wall time, hand over the per-destination counts
+            // (never waiting: a full sink queue loses one report, counted).
+            let epoch = now - now % crate::detect::victim::EPOCH_NS;
+            if epoch > victims_upto {
+                victims_upto = epoch;
+                let report = (self.id, epoch, self.engine.take_victims());
+                if self
+                    .sink
+                    .try_send(super::sink::ToSink::Victims(report))
+                    .is_err()
+                {
+                    tracing::debug!("shard {}: victim counts dropped (sink busy)", self.id);
+                }
             }
             // Never wait on the alert writer: if it is behind (slow disk),
             // events stay in the engine until there is room.
