@@ -30,13 +30,58 @@ pub enum AnalyzeError {
     /// The configured rules did not load.
     #[error("rules: {0}")]
     Rules(#[from] crate::ruleset::RulesetError),
-    /// `--write-allowed`: the capture writer failed (pcap-file's message).
-    #[error("{}: {message}", path.display())]
+    /// `--write-allowed`: the output cannot be created (before analysing).
+    #[error("--write-allowed {}: {message}", path.display())]
     WriteAllowed {
         /// The output capture.
         path: PathBuf,
-        /// What failed.
+        /// Why it cannot be created.
         message: String,
+    },
+    /// `--write-allowed` reads the input twice; a pipe can be read once.
+    #[error("--write-allowed reads the capture a second time, so the input must be a regular file, and {} is not (standard input, a pipe or a FIFO): save the capture to a file first", input.display())]
+    WriteAllowedNeedsFile {
+        /// The input that can be read once only.
+        input: PathBuf,
+    },
+    /// `--write-allowed` names the input itself.
+    #[error("--write-allowed {}: is the input capture itself; choose another file", path.display())]
+    WriteAllowedIsInput {
+        /// The output path, which is the input.
+        path: PathBuf,
+    },
+}
+
+/// `--write-allowed` failed after the analysis: the report still stands.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteAllowedError {
+    /// Writing the output failed part way.
+    #[error("--write-allowed {}: {message}; the file is incomplete (the error came after {written} allowed packets)", path.display())]
+    Write {
+        /// The output capture.
+        path: PathBuf,
+        /// Allowed packets written before the error.
+        written: u64,
+        /// The writer's message.
+        message: String,
+    },
+    /// The second pass over the input failed.
+    #[error("--write-allowed {}: second pass over the input: {source}", path.display())]
+    Reread {
+        /// The output capture.
+        path: PathBuf,
+        /// Why the input could not be read again.
+        source: PcapError,
+    },
+    /// The input is not what the first pass read.
+    #[error("--write-allowed {}: the input changed since it was analysed: {packets} packets analysed, the second pass read {reread}", path.display())]
+    Changed {
+        /// The output capture.
+        path: PathBuf,
+        /// Packets the analysis read.
+        packets: u64,
+        /// Packets the second pass read.
+        reread: u64,
     },
 }
 
@@ -49,7 +94,8 @@ pub struct Options<'a> {
     pub verdicts: Option<&'a Path>,
     /// Write alerts to `cfg.output.alerts`.
     pub write_alerts: bool,
-    /// Write the packets that would be forwarded to this PCAP.
+    /// Write the packets that would be forwarded to this PCAPNG file
+    /// (a second pass over the input, which must be a regular file).
     pub write_allowed: Option<&'a Path>,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -106,11 +152,18 @@ pub struct Report {
     pub packets_per_second: f64,
     /// Set when reading stopped early; packets before it were analysed.
     pub input_error: Option<String>,
+    /// `--write-allowed`: the output and how many packets went into it.
+    pub allowed_capture: Option<PathBuf>,
+    /// Packets written to it.
+    pub allowed_written: Option<u64>,
+    /// `--write-allowed` failed after the analysis (which still stands).
+    pub write_allowed_error: Option<String>,
 }
 
 /// Runs the analysis. A read error part-way returns a report with
-/// `input_error` set (the packets before it count); failing to open the
-/// input or the outputs is an `Err`.
+/// `input_error` set (the packets before it count), and a `--write-allowed`
+/// failure after the analysis one with `write_allowed_error` set; failing
+/// to open the input or the outputs is an `Err`.
 pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     let cfg = Arc::new(cfg);
     let mut source = PcapSource::open(opts.pcap)?;
@@ -118,6 +171,11 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     for r in &rules.rejected {
         tracing::warn!("rule skipped: {r}");
     }
+    // Checked and created before the analysis: a bad path costs nothing.
+    let allowed_out = match opts.write_allowed {
+        Some(out) => Some((out, create_allowed_output(opts.pcap, &source, out)?)),
+        None => None,
+    };
     let alerts_path = opts.write_alerts.then(|| cfg.output.alerts.clone());
     let mut recorder = Recorder::new(alerts_path.as_deref(), opts.verdicts)?;
     if opts.write_allowed.is_some() {
@@ -130,7 +188,8 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     let started = Instant::now();
     let mut pipe = Pipeline::start(cfg.clone(), rules.clone(), recorder, record_verdicts)?;
     let shards = pipe.shards();
-    let bar = opts.progress.then(|| progress_bar(source.file_len));
+    // A bar needs a length: none for pipes and standard input.
+    let bar = source.file_len.filter(|_| opts.progress).map(progress_bar);
     let mut read_bytes = 0u64;
     let read = source.for_each(|r| {
         pipe.push(r.ts, r.link, r.data, r.wire_len);
@@ -153,8 +212,14 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     };
     let mut recorder = collector;
     recorder.flush()?;
-    if let (Some(out), Some(bits)) = (opts.write_allowed, recorder.allowed.as_deref()) {
-        write_allowed(opts.pcap, out, bits)?;
+    let mut allowed_written = None;
+    let mut write_allowed_error = None;
+    if let Some((out, file)) = allowed_out {
+        let bits = recorder.allowed.as_deref().unwrap_or(&[]);
+        match write_allowed(opts.pcap, out, file, bits, stats.packets) {
+            Ok(n) => allowed_written = Some(n),
+            Err(e) => write_allowed_error = Some(e.to_string()),
+        }
     }
     let rule_lines = stats
         .rules
@@ -168,7 +233,7 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
         })
         .collect();
     Ok(Report {
-        input: opts.pcap.to_path_buf(),
+        input: source.name().to_path_buf(),
         shards,
         mode: cfg.engine.mode,
         alerts_log: alerts_path,
@@ -195,6 +260,9 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
         }),
         stats,
         input_error,
+        allowed_capture: opts.write_allowed.map(Path::to_path_buf),
+        allowed_written,
+        write_allowed_error,
     })
 }
 
@@ -209,64 +277,142 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
     b
 }
 
-/// Second pass: copies the allowed packets, in capture order, with their
-/// original timestamps (nanosecond PCAP) and link type.
-fn write_allowed(input: &Path, out: &Path, bits: &[u64]) -> Result<u64, AnalyzeError> {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-    let werr = |e: &dyn std::fmt::Display| AnalyzeError::WriteAllowed {
+/// Checks that `--write-allowed` can work and creates its output, before
+/// any analysis: the input must be re-readable (a regular file, not `-` or
+/// a pipe) and must not be the output.
+fn create_allowed_output(
+    input: &Path,
+    source: &PcapSource,
+    out: &Path,
+) -> Result<std::fs::File, AnalyzeError> {
+    if crate::source::pcap::is_stdin(input) || source.file_len.is_none() {
+        return Err(AnalyzeError::WriteAllowedNeedsFile {
+            input: source.name().to_path_buf(),
+        });
+    }
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(out)) {
+        use std::os::unix::fs::MetadataExt;
+        if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+            return Err(AnalyzeError::WriteAllowedIsInput {
+                path: out.to_path_buf(),
+            });
+        }
+    }
+    std::fs::File::create(out).map_err(|e| AnalyzeError::WriteAllowed {
         path: out.to_path_buf(),
         message: e.to_string(),
+    })
+}
+
+/// Second pass: copies the allowed packets among the first `packets`, in
+/// capture order, to a PCAPNG file: one interface per input interface with
+/// its own link type, nanosecond timestamps (64-bit: no 2038/2106 limit),
+/// original lengths kept. Returns how many were written.
+fn write_allowed(
+    input: &Path,
+    out: &Path,
+    file: std::fs::File,
+    bits: &[u64],
+    packets: u64,
+) -> Result<u64, WriteAllowedError> {
+    use crate::source::pcap::error_chain;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption, InterfaceTsResolution,
     };
-    let mut source = PcapSource::open(input)?;
-    let file = std::fs::File::create(out).map_err(|e| werr(&e))?;
-    let mut writer: Option<PcapWriter<std::io::BufWriter<std::fs::File>>> = None;
-    let mut file = Some(std::io::BufWriter::new(file));
-    let mut idx = 0u64;
+    use pcap_file::pcapng::PcapNgWriter;
+    use std::io::Write;
+    use std::ops::ControlFlow;
     let mut written = 0u64;
+    let werr = |written: u64, message: String| WriteAllowedError::Write {
+        path: out.to_path_buf(),
+        written,
+        message,
+    };
+    let mut source = PcapSource::open(input).map_err(|source| WriteAllowedError::Reread {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let mut w = PcapNgWriter::new(std::io::BufWriter::with_capacity(1 << 20, file))
+        .map_err(|e| werr(0, error_chain(&e)))?;
+    if packets == 0 {
+        // Nothing analysed: a valid capture with no packets.
+        return w
+            .get_mut()
+            .flush()
+            .map(|_| 0)
+            .map_err(|e| werr(0, e.to_string()));
+    }
+    // Input interface -> output interface, in order of first use.
+    let mut ifaces: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    let mut idx = 0u64;
     let mut failure: Option<String> = None;
-    let _ = source.for_each(|r| {
+    let read = source.try_for_each(|r| {
         idx += 1;
-        if failure.is_some() || !crate::output::is_allowed(bits, idx) {
-            return;
-        }
-        if writer.is_none() {
-            let Some(dlt) = r.link.to_linktype() else {
-                failure = Some("cannot write a packet of an unsupported link type".into());
-                return;
+        if crate::output::is_allowed(bits, idx) {
+            let id = match ifaces.get(&r.interface) {
+                Some(id) => *id,
+                None => {
+                    let id = ifaces.len() as u32;
+                    let idb = InterfaceDescriptionBlock {
+                        linktype: pcap_file::DataLink::from(r.linktype),
+                        snaplen: 0,
+                        options: vec![InterfaceDescriptionOption::IfTsResol(
+                            InterfaceTsResolution::NANO,
+                        )],
+                    };
+                    if let Err(e) = w.write_pcapng_block(idb) {
+                        failure = Some(error_chain(&e));
+                        return ControlFlow::Break(());
+                    }
+                    ifaces.insert(r.interface, id);
+                    id
+                }
             };
-            let header = PcapHeader {
-                datalink: pcap_file::DataLink::from(dlt),
-                ts_resolution: pcap_file::pcap::PcapTsResolution::NanoSecond,
-                snaplen: 262_144,
-                ..Default::default()
+            let epb = EnhancedPacketBlock {
+                interface_id: id,
+                timestamp: std::time::Duration::from_nanos(r.ts),
+                original_len: r.wire_len.max(r.data.len() as u32),
+                data: std::borrow::Cow::Borrowed(r.data),
+                options: Vec::new(),
             };
-            match file.take().map(|f| PcapWriter::with_header(f, header)) {
-                Some(Ok(w)) => writer = Some(w),
-                Some(Err(e)) => failure = Some(e.to_string()),
-                None => failure = Some("output already used".into()),
-            }
-        }
-        if let Some(w) = writer.as_mut() {
-            let res = PcapPacket::new(std::time::Duration::from_nanos(r.ts), r.wire_len, r.data)
-                .map_err(|e| e.to_string())
-                .and_then(|p| w.write_packet(&p).map_err(|e| e.to_string()));
-            match res {
+            match w.write_pcapng_block(epb) {
                 Ok(_) => written += 1,
-                Err(e) => failure = Some(e),
+                Err(e) => {
+                    failure = Some(error_chain(&e));
+                    return ControlFlow::Break(());
+                }
             }
+        }
+        // The first pass stopped here (a bad record, if any, comes next).
+        if idx >= packets {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     });
     if let Some(e) = failure {
-        return Err(werr(&e));
+        return Err(werr(written, e));
     }
-    match (writer, file) {
-        (Some(mut w), _) => w.flush().map_err(|e| werr(&e))?,
-        // Nothing allowed: still a valid, empty capture.
-        (None, Some(f)) => {
-            PcapWriter::with_header(f, PcapHeader::default()).map_err(|e| werr(&e))?;
+    match read {
+        Ok(n) if n == packets => {}
+        Ok(n) => {
+            return Err(WriteAllowedError::Changed {
+                path: out.to_path_buf(),
+                packets,
+                reread: n,
+            })
         }
-        (None, None) => {}
+        Err(source) => {
+            return Err(WriteAllowedError::Reread {
+                path: out.to_path_buf(),
+                source,
+            })
+        }
     }
+    w.get_mut()
+        .flush()
+        .map_err(|e| werr(written, e.to_string()))?;
     Ok(written)
 }
 
@@ -366,6 +512,12 @@ impl Report {
                 .map(|p| format!(" -> {}", p.display()))
                 .unwrap_or_default()
         );
+        if let Some(out) = &self.allowed_capture {
+            let _ = match self.allowed_written {
+                Some(n) => writeln!(s, "  forwarded packets {n} -> {}", out.display()),
+                None => writeln!(s, "  forwarded packets -> {}: FAILED", out.display()),
+            };
+        }
         if let Some((w, d, f)) = self.audit {
             let _ = writeln!(
                 s,

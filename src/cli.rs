@@ -234,7 +234,8 @@ pub enum LogFormat {
 /// `flowgate analyze`.
 #[derive(Args, Debug, Clone)]
 pub struct AnalyzeArgs {
-    /// Capture to analyse (PCAP or PCAPNG; Ethernet, Linux SLL/SLL2, raw IP).
+    /// Capture to analyse (PCAP or PCAPNG; Ethernet, Linux SLL/SLL2, raw IP);
+    /// a file, a FIFO, or `-` for standard input.
     pub pcap: PathBuf,
     /// Config file and overrides.
     #[command(flatten)]
@@ -258,8 +259,10 @@ pub struct AnalyzeArgs {
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub summary: SummaryFormat,
     /// Also write the packets the IPS would forward (ALLOW verdicts), in
-    /// capture order, to this PCAP (second pass over the input).
-    #[arg(long, value_name = "OUT.pcap")]
+    /// capture order, to this PCAPNG file (one interface per input
+    /// interface and link type, nanosecond timestamps). A second pass over
+    /// the input: not with `-` or a pipe.
+    #[arg(long, value_name = "OUT.pcapng")]
     pub write_allowed: Option<PathBuf>,
     /// Progress bar on stderr: auto (when stderr is a terminal), always, never.
     #[arg(long, default_value = "auto")]

@@ -71,11 +71,17 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 },
             )?;
             emit(&report.render(args.summary));
-            if let Some(e) = &report.input_error {
+            // Partial failures: the summary above stands; each error is
+            // one line on stderr and the exit code is 2.
+            let mut code = ExitCode::SUCCESS;
+            for e in [&report.input_error, &report.write_allowed_error]
+                .into_iter()
+                .flatten()
+            {
                 eprintln!("flowgate: error: {e}");
-                return Ok(ExitCode::from(2));
+                code = ExitCode::from(2);
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(code)
         }
         Command::Live(args) => {
             let sources = args.sources()?;

@@ -110,6 +110,11 @@ pub struct Pipeline<C: Collector> {
     next_tick: Option<Ts>,
 }
 
+/// A batch is sent once it holds this many bytes, whatever its frame
+/// count: large records (up to `source::pcap::MAX_RECORD`) neither pile up
+/// in memory nor overflow the batch's 32-bit offsets.
+const BATCH_BYTES: usize = 8 << 20;
+
 /// Spacing of the timer grid offline, in packet time. Every shard is handed
 /// the same grid points at the same place in the packet sequence, so timers
 /// fire identically for any shard count.
@@ -219,7 +224,7 @@ impl<C: Collector> Pipeline<C> {
             len: data.len() as u32,
             wire_len,
         });
-        if b.frames.len() >= self.batch_size {
+        if b.frames.len() >= self.batch_size || b.data.len() >= BATCH_BYTES {
             self.flush(shard);
         }
     }
@@ -314,7 +319,10 @@ fn run_shard(
                     });
                 }
                 b.clear();
-                let _ = pool.try_send(b);
+                // A batch that carried a huge record is not kept around.
+                if b.data.capacity() <= 2 * BATCH_BYTES {
+                    let _ = pool.try_send(b);
+                }
             }
             ToShard::Tick(now) => {
                 engine.handle_timeout(now);

@@ -260,8 +260,9 @@ pub fn run(o: &Options) -> Result<Report, ReplayError> {
     }
     let mut src = PcapSource::open(o.pcap)?;
     let mut tx = open(o.iface, o.queue)?;
-    let bar = o.progress.then(|| {
-        let b = indicatif::ProgressBar::new(src.file_len);
+    // A bar needs a length: none for pipes and standard input.
+    let bar = src.file_len.filter(|_| o.progress).map(|len| {
+        let b = indicatif::ProgressBar::new(len);
         b.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {bytes}/{total_bytes} {msg} eta {eta}",
