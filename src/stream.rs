@@ -85,6 +85,10 @@ pub struct HttpFlow {
     buf: Vec<u8>,
     /// Body bytes of the current request still to pass uninspected.
     skip: usize,
+    /// In-order bytes taken past a full buffer (`max_request`) and not
+    /// kept: they follow `buf` in the stream. While non-zero nothing more
+    /// is appended, so the buffer never joins bytes that were not adjacent.
+    dropped: usize,
     ooo: Vec<(u32, Vec<u8>)>,
 }
 
@@ -108,8 +112,9 @@ pub enum Next {
     Rescan,
     /// Stop inspecting this flow (not HTTP, or the request outgrew the limit).
     Stop {
-        /// The request outgrew `max_request` before its head ended
-        /// (counted in the shard's `http_truncated`).
+        /// The request outgrew `max_request` before its head ended, or a
+        /// pipelined request began in bytes taken past a full buffer and
+        /// not kept (counted in the shard's `http_truncated`).
         truncated: bool,
     },
 }
@@ -122,6 +127,7 @@ impl HttpFlow {
             next_seq: isn.wrapping_add(1),
             buf: Vec::new(),
             skip: 0,
+            dropped: 0,
             ooo: Vec::new(),
         }
     }
@@ -185,8 +191,16 @@ impl HttpFlow {
         if new.is_empty() || self.state != FlowState::Inspecting {
             return Fed::Nothing;
         }
-        let room = lim.max_request.saturating_sub(self.buf.len());
-        self.buf.extend_from_slice(&new[..new.len().min(room)]);
+        // Once bytes have been dropped the buffer is frozen: appending
+        // later bytes would join two runs that were not adjacent.
+        let room = if self.dropped > 0 {
+            0
+        } else {
+            lim.max_request.saturating_sub(self.buf.len())
+        };
+        let kept = new.len().min(room);
+        self.buf.extend_from_slice(&new[..kept]);
+        self.dropped = self.dropped.saturating_add(new.len() - kept);
         Fed::Grew
     }
 
@@ -202,35 +216,50 @@ impl HttpFlow {
                 self.stop();
                 Next::Stop { truncated: false }
             }
-            Head::Partial if self.buf.len() >= lim.max_request => {
+            Head::Partial if self.buf.len() >= lim.max_request || self.dropped > 0 => {
                 self.stop();
                 Next::Stop { truncated: true }
             }
             Head::Partial => Next::Wait,
             Head::Complete { head_len, body_len } => {
-                let seen_body = self.buf.len() - head_len;
+                // Body bytes taken so far: kept, and dropped past a full buffer.
+                let seen_body = (self.buf.len() - head_len).saturating_add(self.dropped);
+                let full = self.buf.len() >= lim.max_request || self.dropped > 0;
                 match body_len {
                     Some(n) if seen_body >= n => {
                         // Request complete; what follows is the next one.
-                        self.buf.drain(..head_len + n);
-                        self.shrink();
-                        if self.buf.is_empty() {
+                        let end = head_len + n;
+                        if end < self.buf.len() {
+                            // The next request starts in the buffer (any
+                            // dropped bytes still follow it).
+                            self.buf.drain(..end);
+                            self.shrink();
+                            Next::Rescan
+                        } else if seen_body == n {
+                            // It ends with the last byte taken.
+                            self.buf.clear();
+                            self.dropped = 0;
+                            self.shrink();
                             Next::Wait
                         } else {
-                            Next::Rescan
+                            // The next request starts in bytes that were
+                            // dropped: its beginning cannot be inspected.
+                            self.stop();
+                            Next::Stop { truncated: true }
                         }
                     }
-                    Some(n) if seen_body >= lim.body_limit || self.buf.len() >= lim.max_request => {
+                    Some(n) if seen_body >= lim.body_limit || full => {
                         // Inspected the body prefix; let the rest pass.
                         self.skip = n - seen_body;
                         self.buf.clear();
+                        self.dropped = 0;
                         self.shrink();
                         Next::Wait
                     }
                     Some(_) => Next::Wait,
                     // Chunked or unknown length: inspect the body prefix,
                     // then stop (we cannot find the next request reliably).
-                    None if seen_body >= lim.body_limit || self.buf.len() >= lim.max_request => {
+                    None if seen_body >= lim.body_limit || full => {
                         self.stop();
                         Next::Stop { truncated: false }
                     }
@@ -242,6 +271,7 @@ impl HttpFlow {
 
     fn stop(&mut self) {
         self.state = FlowState::Ignored;
+        self.dropped = 0;
         self.buf = Vec::new();
         self.ooo = Vec::new();
     }
