@@ -658,41 +658,30 @@ impl Config {
             "detect.repeated_attempts.window",
             det.repeated_attempts.window,
         )?;
-        if !(1..=64).contains(&det.repeated_attempts.max_targets) {
-            return Err(bad(
-                "detect.repeated_attempts.max_targets",
-                det.repeated_attempts.max_targets,
-                "must be 1 to 64",
-            ));
-        }
-        if det.repeated_attempts.limit == 0 {
-            return Err(bad(
-                "detect.repeated_attempts.limit",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if det.syn_flood.max_pending == 0 || det.syn_flood.max_pending > 65_536 {
-            return Err(bad(
-                "detect.syn_flood.max_pending",
-                det.syn_flood.max_pending,
-                "must be 1 to 65536",
-            ));
-        }
-        for (k, v) in [
-            (
-                "detect.port_scan.distinct_ports",
-                det.port_scan.distinct_ports,
-            ),
-            (
-                "detect.port_scan.distinct_pairs",
-                det.port_scan.distinct_pairs,
-            ),
-        ] {
-            if !(1..=4096).contains(&v) {
-                return Err(bad(k, v, "must be 1 to 4096"));
-            }
-        }
+        n(
+            "detect.repeated_attempts.max_targets",
+            det.repeated_attempts.max_targets as u64,
+            1,
+            64,
+        )?;
+        n(
+            "detect.syn_flood.max_pending",
+            det.syn_flood.max_pending as u64,
+            1,
+            65_536,
+        )?;
+        n(
+            "detect.port_scan.distinct_ports",
+            det.port_scan.distinct_ports as u64,
+            1,
+            4096,
+        )?;
+        n(
+            "detect.port_scan.distinct_pairs",
+            det.port_scan.distinct_pairs as u64,
+            1,
+            4096,
+        )?;
         Ok(())
     }
 
