@@ -112,7 +112,7 @@ fn signatures(c: &mut Criterion) {
         b.iter(|| {
             let mut hits = 0;
             for r in &reqs {
-                hits += scanner.scan(black_box(r), 4096).is_some() as usize;
+                hits += scanner.scan_requests(black_box(r)).is_some() as usize;
             }
             black_box(hits)
         })

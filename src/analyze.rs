@@ -463,6 +463,32 @@ impl Report {
         } else {
             let _ = writeln!(s, "  malformed 0");
         }
+        if st.http_requests > 0 || !st.http_lost.is_empty() {
+            let lost: Vec<String> = st
+                .http_lost
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  http requests {}, body bytes {}, not followed: {}{}",
+                st.http_requests,
+                st.http_body_bytes,
+                if lost.is_empty() {
+                    "none".to_string()
+                } else {
+                    lost.join(", ")
+                },
+                if st.ooo_overflow + st.http_evicted_busy > 0 {
+                    format!(
+                        "; out-of-order overflow {}, evicted mid-request {}",
+                        st.ooo_overflow, st.http_evicted_busy
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         if st.signature_scan_errors > 0 {
             let _ = writeln!(
                 s,

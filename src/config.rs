@@ -227,12 +227,49 @@ pub struct SignaturesConfig {
     /// A flow with no packets for this long is forgotten.
     #[serde(with = "humantime_serde")]
     pub flow_timeout: Duration,
-    /// Most bytes of one request held for matching (head + body prefix).
-    pub max_request: usize,
-    /// Body bytes inspected per request.
-    pub body_limit: usize,
-    /// Out-of-order segments held per flow while waiting for a gap.
+    /// Longest request head (request line and header fields) read; a
+    /// longer one cannot be followed (`unfollowable`). Bodies have no limit:
+    /// every body byte is inspected as it passes, never buffered.
+    pub max_head: usize,
+    /// Out-of-order bytes held per flow while waiting for a gap to fill.
+    pub max_ooo_bytes: usize,
+    /// Out-of-order segments held per flow.
     pub max_ooo_segments: usize,
+    /// Bytes all of a shard's flows may buffer together (heads being read
+    /// and out-of-order segments). Fixed at start.
+    pub buffer_budget: usize,
+    /// What happens to a flow whose requests can no longer be followed
+    /// (non-HTTP after a request, a head past `max_head`, broken chunked
+    /// coding, an unknowable body length, out-of-order data past the
+    /// bounds, a gap at close).
+    pub unfollowable: Unfollowable,
+}
+
+/// `signatures.unfollowable`: the policy for a flow that cannot be
+/// followed. It is always counted (`flowgate_http_lost_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unfollowable {
+    /// Stop inspecting the flow and forward it.
+    Allow,
+    /// Raise an alert (rule 9102002), then as `allow`.
+    #[default]
+    Alert,
+    /// Raise the alert and drop the rest of the flow in prevent mode; an
+    /// out-of-order segment past the bounds is dropped alone (the sender
+    /// retransmits it once the gap has filled).
+    Drop,
+}
+
+impl SignaturesConfig {
+    /// The per-flow bounds the stream reassembly applies.
+    pub fn limits(&self) -> crate::stream::Limits {
+        crate::stream::Limits {
+            max_head: self.max_head,
+            max_ooo_bytes: self.max_ooo_bytes,
+            max_ooo_segments: self.max_ooo_segments,
+        }
+    }
 }
 
 impl Default for SignaturesConfig {
@@ -245,9 +282,11 @@ impl Default for SignaturesConfig {
             http_ports: vec![80, 591, 3000, 5000, 8000, 8008, 8080, 8081, 8888],
             flows: 16_384,
             flow_timeout: Duration::from_secs(120),
-            max_request: 8192,
-            body_limit: 4096,
-            max_ooo_segments: 8,
+            max_head: 16 * 1024,
+            max_ooo_bytes: 64 * 1024,
+            max_ooo_segments: 64,
+            buffer_budget: 64 << 20,
+            unfollowable: Unfollowable::Alert,
         }
     }
 }
@@ -581,13 +620,19 @@ impl Config {
             sg.flow_timeout,
             MAX_LONG_DURATION,
         )?;
+        n("signatures.max_head", sg.max_head as u64, 256, 1 << 20)?;
         n(
-            "signatures.max_request",
-            sg.max_request as u64,
-            256,
-            1 << 20,
+            "signatures.max_ooo_bytes",
+            sg.max_ooo_bytes as u64,
+            0,
+            16 << 20,
         )?;
-        n("signatures.body_limit", sg.body_limit as u64, 0, 1 << 20)?;
+        n(
+            "signatures.buffer_budget",
+            sg.buffer_budget as u64,
+            1 << 16,
+            1 << 40,
+        )?;
         n(
             "signatures.max_ooo_segments",
             sg.max_ooo_segments as u64,
@@ -798,6 +843,7 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "tables" => tables;
     "block.capacity" => block.capacity;
     "signatures.flows" => signatures.flows;
+    "signatures.buffer_budget" => signatures.buffer_budget;
     "live" => live;
     "metrics" => metrics;
     "output.sqlite" => output.sqlite;
@@ -844,7 +890,8 @@ mod tests {
             ("signatures.flows", "16777217"),
             ("block.capacity", "16777217"),
             ("signatures.max_ooo_segments", "1025"),
-            ("signatures.max_request", "1048577"),
+            ("signatures.max_head", "1048577"),
+            ("signatures.max_ooo_bytes", "16777217"),
             ("detect.icmp_flood.window", "\"3601s\""),
             ("detect.icmp_flood.limit", "0"),
             ("detect.syn_flood.limit", "100000001"),

@@ -6,15 +6,17 @@
 //! clock. `analyze` (PCAP) and `live` (AF_XDP) drive the same code.
 
 use crate::alert::{Alert, BlockEnd, EndReason, Event};
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Unfollowable};
 use crate::detect::{self, Detection, SourceState};
 use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
 use crate::packet::{Proto, TcpFlags};
 use crate::rules::{self, RuleId, RuleMeta};
 use crate::ruleset::Ruleset;
 use crate::shard::{Sharder, SourceKey};
-use crate::signature::{Action, Scanner, ScratchError};
-use crate::stream::{Fed, FlowKey, FlowState, HttpFlow, Limits, Next};
+use crate::signature::{Action, Buffer, Hit, RequestScan, Scanner, ScratchError};
+use crate::stream::{
+    Budget, Event as StreamEvent, FlowKey, FlowState, HttpFlow, Limits, Lost, Placed,
+};
 use crate::table::{BoundedTable, TableStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -92,11 +94,19 @@ pub struct Stats {
     pub blocklist_table: TableStats,
     /// The HTTP flow table (`signatures.flows`).
     pub flows_table: TableStats,
-    /// Signature scans of (partial) HTTP requests.
-    pub http_scans: u64,
-    /// Requests that outgrew `signatures.max_request` before their head ended.
-    pub http_truncated: u64,
-    /// Out-of-order segments discarded because a flow's queue was full.
+    /// HTTP request heads read (each scanned once).
+    pub http_requests: u64,
+    /// HTTP body bytes inspected (chunked coding removed).
+    pub http_body_bytes: u64,
+    /// Flows whose requests could no longer be followed, by
+    /// [`Lost::label`]: `not_http` and `tunnel` are not HTTP to begin
+    /// with; the rest fall under `signatures.unfollowable`.
+    pub http_lost: BTreeMap<&'static str, u64>,
+    /// Flows evicted from a full table bucket in the middle of a request
+    /// (the rest of that request is not inspected).
+    pub http_evicted_busy: u64,
+    /// Out-of-order segments not held: past `signatures.max_ooo_bytes` or
+    /// `max_ooo_segments` for the flow, or the shard's `buffer_budget`.
     pub ooo_overflow: u64,
     /// Hyperscan scans that failed: request data that was not inspected.
     pub signature_scan_errors: u64,
@@ -143,8 +153,12 @@ impl Stats {
         self.sources_table.add(&o.sources_table);
         self.blocklist_table.add(&o.blocklist_table);
         self.flows_table.add(&o.flows_table);
-        self.http_scans += o.http_scans;
-        self.http_truncated += o.http_truncated;
+        self.http_requests += o.http_requests;
+        self.http_body_bytes += o.http_body_bytes;
+        for (k, v) in &o.http_lost {
+            *self.http_lost.entry(k).or_default() += v;
+        }
+        self.http_evicted_busy += o.http_evicted_busy;
         self.ooo_overflow += o.ooo_overflow;
         self.signature_scan_errors += o.signature_scan_errors;
         self.victim_overflow += o.victim_overflow;
@@ -189,7 +203,9 @@ pub struct ShardEngine {
     sources: BoundedTable<SourceKey, SourceState>,
     blocks: BoundedTable<SourceKey, Block>,
     /// HTTP flows whose client is in this shard.
-    flows: BoundedTable<FlowKey, HttpFlow>,
+    flows: BoundedTable<FlowKey, Flow>,
+    /// Bytes the shard's flows buffer (heads, out-of-order segments).
+    budget: Budget,
     scanner: Option<Scanner>,
     limits: Limits,
     stats: Stats,
@@ -207,12 +223,77 @@ pub struct ShardEngine {
 /// How often `handle_timeout` sweeps idle table entries (packet time).
 pub const SWEEP_INTERVAL_NS: Ts = packet::NANOS_PER_SEC;
 
+/// One HTTP flow: its reassembly and framing, and the inspection state of
+/// its current request.
+struct Flow {
+    http: HttpFlow,
+    scan: RequestScan,
+}
+
+impl Flow {
+    fn new(http: HttpFlow) -> Flow {
+        Flow {
+            http,
+            scan: RequestScan::default(),
+        }
+    }
+}
+
 /// What the stream inspection decided for one segment.
 enum StreamOutcome {
     Allow,
     /// The flow was dropped earlier: drop this packet too.
     FlowDropped(RuleId),
-    Hit(crate::signature::Hit),
+    /// A signature matched.
+    Hit(Hit),
+    /// A head whose body length could be read two ways.
+    Smuggling(&'static str),
+    /// The flow cannot be followed from here.
+    Lost(Lost),
+    /// An out-of-order segment past the bounds, dropped under
+    /// `unfollowable = "drop"` (TCP retransmits it later).
+    DropSegment,
+}
+
+/// What parsing some in-order bytes of a flow found.
+enum Parsed {
+    More,
+    Hit(Hit),
+    Smuggling(&'static str),
+    Lost(Lost),
+}
+
+/// Frames and inspects `input`, the next in-order bytes of `flow`: each
+/// head is scanned once when complete, each body byte once as it passes.
+fn parse_stream(
+    flow: &mut Flow,
+    scanner: &mut Scanner,
+    stats: &mut Stats,
+    mut input: &[u8],
+    lim: &Limits,
+) -> Parsed {
+    loop {
+        let hit = match flow.http.next(&mut input, lim) {
+            StreamEvent::More => return Parsed::More,
+            StreamEvent::Lost(l) => return Parsed::Lost(l),
+            StreamEvent::Head(h) => {
+                stats.http_requests += 1;
+                if let Some(why) = h.smuggling {
+                    return Parsed::Smuggling(why);
+                }
+                scanner.head(&mut flow.scan, flow.http.head_bytes(), &h)
+            }
+            StreamEvent::Body(d) => {
+                stats.http_body_bytes += d.len() as u64;
+                scanner.body(&mut flow.scan, d)
+            }
+            StreamEvent::End => scanner.end(&mut flow.scan),
+        };
+        stats.signature_scan_errors += scanner.take_scan_errors();
+        if let Some(hit) = hit {
+            return Parsed::Hit(hit);
+        }
+    }
 }
 
 impl ShardEngine {
@@ -236,12 +317,9 @@ impl ShardEngine {
             // Blocks end by TTL, never by idleness.
             blocks: BoundedTable::new(cfg.block.capacity, u64::MAX, sharder),
             flows: BoundedTable::new(sg.flows, sg.flow_timeout.as_nanos() as u64, sharder),
+            budget: Budget::new(sg.buffer_budget),
             scanner: None,
-            limits: Limits {
-                max_request: sg.max_request,
-                body_limit: sg.body_limit,
-                max_ooo_segments: sg.max_ooo_segments,
-            },
+            limits: sg.limits(),
             stats: Stats::default(),
             events: Vec::new(),
             next_expiry: Ts::MAX,
@@ -274,11 +352,7 @@ impl ShardEngine {
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         let sg = &cfg.signatures;
         self.ttl_ns = cfg.block.ttl.as_nanos() as u64;
-        self.limits = Limits {
-            max_request: sg.max_request,
-            body_limit: sg.body_limit,
-            max_ooo_segments: sg.max_ooo_segments,
-        };
+        self.limits = sg.limits();
         self.cfg = cfg;
     }
 
@@ -390,64 +464,121 @@ impl ShardEngine {
             if !self.cfg.signatures.http_ports.contains(&pkt.dst_port) {
                 return self.allow();
             }
-            let (flow, _) = self
-                .flows
-                .touch_or_insert(fkey, f.ts, || HttpFlow::from_syn(pkt.tcp_seq));
-            if flow.state != FlowState::Inspecting || !flow.request().is_empty() {
-                *flow = HttpFlow::from_syn(pkt.tcp_seq);
+            let budget = &self.budget;
+            let (flow, evicted) = self.flows.touch_or_insert(fkey, f.ts, || {
+                Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget))
+            });
+            if flow.http.state != FlowState::Inspecting || !flow.http.is_idle() {
+                *flow = Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget));
             }
+            self.count_eviction(evicted);
             return self.allow();
         }
         let closing = fl.any(TcpFlags::FIN | TcpFlags::RST);
-        let outcome = self.stream_outcome(fkey, f.ts, pkt);
+        let outcome = self.stream_outcome(fkey, f.ts, pkt, closing);
         if closing {
             self.flows.remove(fkey);
         }
-        match outcome {
-            StreamOutcome::Allow => self.allow(),
-            StreamOutcome::FlowDropped(rule) => self.decide(rule, f.wire_len),
-            StreamOutcome::Hit(hit) => {
-                let d = Detection {
-                    rule: hit.meta.id,
-                    metric: "signature",
-                    value: 1,
-                    threshold: 0,
-                    window: None,
-                    reason: format!(
-                        "{}; matched in {}: \"{}\"",
-                        hit.reason,
-                        hit.buffer.name(),
-                        hit.excerpt
-                    ),
+        let hit = match outcome {
+            StreamOutcome::Allow => return self.allow(),
+            StreamOutcome::FlowDropped(rule) => return self.decide(rule, f.wire_len),
+            StreamOutcome::DropSegment => return self.decide(rules::HTTP_UNFOLLOWABLE, f.wire_len),
+            StreamOutcome::Hit(hit) => hit,
+            StreamOutcome::Smuggling(why) => {
+                let Some(meta) = self.rules.book.get(rules::HTTP_SMUGGLING).cloned() else {
+                    return self.allow();
                 };
-                match hit.action {
-                    Action::Block => self.start_episode(key, f, pkt, d),
-                    Action::Drop => {
-                        self.stats.rules.entry(d.rule).or_default().episodes += 1;
-                        self.push_alert(
-                            f,
-                            pkt,
-                            &hit.meta,
-                            d,
-                            None,
-                            self.cfg.engine.mode == Mode::Prevent,
-                        );
-                        self.decide(hit.meta.id, f.wire_len)
-                    }
-                    Action::Alert => {
-                        let r = self.stats.rules.entry(d.rule).or_default();
-                        r.episodes += 1;
-                        r.packets += 1;
-                        r.bytes += f.wire_len as u64;
-                        self.push_alert(f, pkt, &hit.meta, d, None, false);
-                        self.allow()
-                    }
+                Hit {
+                    meta,
+                    action: Action::Drop,
+                    reason: format!("request framing can be read two ways: {why}"),
+                    buffer: Buffer::Request,
+                    excerpt: String::new(),
                 }
+            }
+            StreamOutcome::Lost(lost) => match self.lost_hit(lost) {
+                Some(hit) => hit,
+                None => return self.allow(),
+            },
+        };
+        let d = Detection {
+            rule: hit.meta.id,
+            metric: "signature",
+            value: 1,
+            threshold: 0,
+            window: None,
+            reason: if hit.excerpt.is_empty() {
+                hit.reason.clone()
+            } else {
+                format!(
+                    "{}; matched in {}: \"{}\"",
+                    hit.reason,
+                    hit.buffer.name(),
+                    hit.excerpt
+                )
+            },
+        };
+        match hit.action {
+            Action::Block => self.start_episode(key, f, pkt, d),
+            Action::Drop => {
+                self.stats.rules.entry(d.rule).or_default().episodes += 1;
+                self.push_alert(
+                    f,
+                    pkt,
+                    &hit.meta,
+                    d,
+                    None,
+                    self.cfg.engine.mode == Mode::Prevent,
+                );
+                self.decide(hit.meta.id, f.wire_len)
+            }
+            Action::Alert => {
+                let r = self.stats.rules.entry(d.rule).or_default();
+                r.episodes += 1;
+                r.packets += 1;
+                r.bytes += f.wire_len as u64;
+                self.push_alert(f, pkt, &hit.meta, d, None, false);
+                self.allow()
             }
         }
     }
 
-    fn stream_outcome(&mut self, fkey: FlowKey, ts: Ts, pkt: &Packet) -> StreamOutcome {
+    /// Counts a flow evicted from a full bucket in the middle of a request.
+    fn count_eviction(&mut self, evicted: Option<(FlowKey, Flow)>) {
+        if let Some((_, old)) = evicted {
+            if old.http.state == FlowState::Inspecting && !old.http.is_idle() {
+                self.stats.http_evicted_busy += 1;
+            }
+        }
+    }
+
+    /// Counts a lost flow and, under `signatures.unfollowable`, the alert
+    /// and verdict it gets (`None`: allowed without an alert).
+    fn lost_hit(&mut self, lost: Lost) -> Option<Hit> {
+        *self.stats.http_lost.entry(lost.label()).or_default() += 1;
+        let action = match self.cfg.signatures.unfollowable {
+            _ if !lost.is_policy() => return None,
+            Unfollowable::Allow => return None,
+            Unfollowable::Alert => Action::Alert,
+            Unfollowable::Drop => Action::Drop,
+        };
+        Some(Hit {
+            meta: self.rules.book.get(rules::HTTP_UNFOLLOWABLE)?.clone(),
+            action,
+            reason: format!("HTTP stream cannot be inspected: {}", lost.describe()),
+            buffer: Buffer::Request,
+            excerpt: String::new(),
+        })
+    }
+
+    fn stream_outcome(
+        &mut self,
+        fkey: FlowKey,
+        ts: Ts,
+        pkt: &Packet,
+        closing: bool,
+    ) -> StreamOutcome {
+        let budget = &self.budget;
         let flow = match self.flows.touch(fkey, ts) {
             Some(flow) => flow,
             None => {
@@ -456,48 +587,77 @@ impl ShardEngine {
                 {
                     return StreamOutcome::Allow;
                 }
-                self.flows
-                    .touch_or_insert(fkey, ts, || HttpFlow::from_data(pkt.tcp_seq))
-                    .0
+                let (flow, evicted) = self.flows.touch_or_insert(fkey, ts, || {
+                    Flow::new(HttpFlow::from_data(pkt.tcp_seq, budget))
+                });
+                if let Some((_, old)) = evicted {
+                    if old.http.state == FlowState::Inspecting && !old.http.is_idle() {
+                        self.stats.http_evicted_busy += 1;
+                    }
+                }
+                flow
             }
         };
-        match flow.state {
+        match flow.http.state {
             FlowState::Dropped(rule) => return StreamOutcome::FlowDropped(rule),
             FlowState::Ignored | FlowState::Alerted => return StreamOutcome::Allow,
             FlowState::Inspecting => {}
         }
-        if pkt.payload.is_empty() {
-            return StreamOutcome::Allow;
-        }
-        match flow.feed(pkt.tcp_seq, pkt.payload, &self.limits) {
-            Fed::Grew => {}
-            Fed::Nothing => return StreamOutcome::Allow,
-            Fed::OverflowedOoo => {
-                self.stats.ooo_overflow += 1;
-                return StreamOutcome::Allow;
-            }
-        }
         let Some(scanner) = self.scanner.as_mut() else {
             return StreamOutcome::Allow;
         };
-        loop {
-            self.stats.http_scans += 1;
-            let hit = scanner.scan(flow.request(), self.limits.body_limit);
-            self.stats.signature_scan_errors += scanner.take_scan_errors();
-            if let Some(hit) = hit {
-                flow.finish(match hit.action {
+        let lim = &self.limits;
+        let mut parsed = match flow.http.place(pkt.tcp_seq, pkt.payload, lim) {
+            Placed::Old | Placed::Queued => Parsed::More,
+            Placed::Overflow => {
+                self.stats.ooo_overflow += 1;
+                let prevent = self.cfg.engine.mode == Mode::Prevent;
+                if prevent && self.cfg.signatures.unfollowable == Unfollowable::Drop {
+                    // Not held, and not forwarded: the sender retransmits it
+                    // once the gap before it has filled.
+                    return StreamOutcome::DropSegment;
+                }
+                Parsed::Lost(Lost::OooOverflow)
+            }
+            Placed::InOrder(new) => {
+                let mut p = parse_stream(flow, scanner, &mut self.stats, new, lim);
+                while matches!(p, Parsed::More) {
+                    let Some(more) = flow.http.pop_ready() else {
+                        break;
+                    };
+                    p = parse_stream(flow, scanner, &mut self.stats, &more, lim);
+                }
+                p
+            }
+        };
+        if closing && matches!(parsed, Parsed::More) && flow.http.has_gap() {
+            parsed = Parsed::Lost(Lost::Gap);
+        }
+        match parsed {
+            Parsed::More => StreamOutcome::Allow,
+            Parsed::Hit(hit) => {
+                flow.http.finish(match hit.action {
                     Action::Alert => FlowState::Alerted,
                     Action::Drop | Action::Block => FlowState::Dropped(hit.meta.id),
                 });
-                return StreamOutcome::Hit(hit);
+                flow.scan = RequestScan::default();
+                StreamOutcome::Hit(hit)
             }
-            match flow.advance(&self.limits) {
-                Next::Rescan => continue,
-                Next::Wait => return StreamOutcome::Allow,
-                Next::Stop { truncated } => {
-                    self.stats.http_truncated += truncated as u64;
-                    return StreamOutcome::Allow;
-                }
+            Parsed::Smuggling(why) => {
+                flow.http.finish(FlowState::Dropped(rules::HTTP_SMUGGLING));
+                flow.scan = RequestScan::default();
+                StreamOutcome::Smuggling(why)
+            }
+            Parsed::Lost(lost) => {
+                let policy = self.cfg.signatures.unfollowable;
+                flow.http.finish(match policy {
+                    Unfollowable::Drop if lost.is_policy() => {
+                        FlowState::Dropped(rules::HTTP_UNFOLLOWABLE)
+                    }
+                    _ => FlowState::Ignored,
+                });
+                flow.scan = RequestScan::default();
+                StreamOutcome::Lost(lost)
             }
         }
     }

@@ -73,6 +73,27 @@ fn describe() {
         "Hyperscan scans that failed: HTTP request data that was not inspected"
     );
     describe_counter!(
+        "flowgate_http_requests_total",
+        "HTTP request heads read and scanned"
+    );
+    describe_counter!(
+        "flowgate_http_body_bytes_total",
+        Unit::Bytes,
+        "HTTP request body bytes inspected (chunked coding removed)"
+    );
+    describe_counter!(
+        "flowgate_http_lost_total",
+        "HTTP flows that could no longer be followed, by reason (not_http and tunnel are not HTTP to begin with; the rest fall under signatures.unfollowable)"
+    );
+    describe_counter!(
+        "flowgate_http_ooo_overflow_total",
+        "Out-of-order segments not held (past the per-flow bounds or the shard's buffer budget)"
+    );
+    describe_counter!(
+        "flowgate_http_evicted_busy_total",
+        "HTTP flows evicted from a full table bucket in the middle of a request"
+    );
+    describe_counter!(
         "flowgate_packets_dropped_total",
         "Packets dropped in userspace, by the rule that decided (in detect mode: would drop)"
     );
@@ -178,8 +199,16 @@ impl ShardPublisher {
             "flowgate_bytes_total",
             "flowgate_packets_allowed_total",
             "flowgate_signature_scan_errors_total",
+            "flowgate_http_requests_total",
+            "flowgate_http_body_bytes_total",
+            "flowgate_http_ooo_overflow_total",
+            "flowgate_http_evicted_busy_total",
         ] {
             counter!(name, "shard" => sh.clone()).absolute(0);
+        }
+        for lost in crate::stream::Lost::ALL {
+            counter!("flowgate_http_lost_total", "shard" => sh.clone(), "reason" => lost.label())
+                .absolute(0);
         }
         for m in crate::packet::Malformed::ALL {
             counter!("flowgate_malformed_packets_total", "shard" => sh.clone(), "kind" => m.name())
@@ -221,6 +250,33 @@ impl ShardPublisher {
             now.signature_scan_errors,
             l.signature_scan_errors,
         );
+        inc(
+            "flowgate_http_requests_total",
+            now.http_requests,
+            l.http_requests,
+        );
+        inc(
+            "flowgate_http_body_bytes_total",
+            now.http_body_bytes,
+            l.http_body_bytes,
+        );
+        inc(
+            "flowgate_http_ooo_overflow_total",
+            now.ooo_overflow,
+            l.ooo_overflow,
+        );
+        inc(
+            "flowgate_http_evicted_busy_total",
+            now.http_evicted_busy,
+            l.http_evicted_busy,
+        );
+        for (reason, &n) in &now.http_lost {
+            let old = l.http_lost.get(reason).copied().unwrap_or(0);
+            if n > old {
+                counter!("flowgate_http_lost_total", "shard" => sh.clone(), "reason" => *reason)
+                    .increment(n - old);
+            }
+        }
         for (kind, &n) in &now.malformed {
             let old = l.malformed.get(kind).copied().unwrap_or(0);
             if n > old {

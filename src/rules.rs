@@ -88,6 +88,13 @@ pub const VICTIM_ICMP_FLOOD: RuleId = 9_100_051;
 /// `malformed`: the rule a frame that fails to decode is dropped under
 /// (with `engine.drop_malformed`). Counted, never alerted.
 pub const MALFORMED: RuleId = 9_100_090;
+/// `http_request_smuggling`: a request whose body length can be read two
+/// ways (CL+TE, conflicting or invalid Content-Length, an obfuscated
+/// Transfer-Encoding); the rest of its flow is dropped.
+pub const HTTP_SMUGGLING: RuleId = 9_102_001;
+/// `http_unfollowable`: an HTTP flow that can no longer be followed, under
+/// `signatures.unfollowable` = `alert` or `drop`.
+pub const HTTP_UNFOLLOWABLE: RuleId = 9_102_002;
 
 const DOS: &str = "Attempted Denial of Service";
 const RECON: &str = "Attempted Information Leak";
@@ -203,6 +210,24 @@ pub static BUILTIN: &[RuleMeta] = &[
         category: Cow::Borrowed("Generic Protocol Command Decode"),
         severity: 3,
         fires_when: Cow::Borrowed("a frame fails to decode (truncated or invalid headers) and {engine.drop_malformed}; counted by kind, never alerted"),
+    },
+    RuleMeta {
+        id: HTTP_SMUGGLING,
+        rev: 1,
+        name: Cow::Borrowed("http_request_smuggling"),
+        msg: Cow::Borrowed("FLOWGATE HTTP request smuggling (ambiguous message framing)"),
+        category: Cow::Borrowed("Attempted Administrator Privilege Gain"),
+        severity: 1,
+        fires_when: Cow::Borrowed("a request head's body length can be read two ways (RFC 9112 §6.3): Content-Length with Transfer-Encoding, conflicting or invalid Content-Length, a final coding that is not chunked, whitespace or folding in a framing header; the rest of the flow is dropped"),
+    },
+    RuleMeta {
+        id: HTTP_UNFOLLOWABLE,
+        rev: 1,
+        name: Cow::Borrowed("http_unfollowable"),
+        msg: Cow::Borrowed("FLOWGATE HTTP stream cannot be inspected"),
+        category: Cow::Borrowed("Generic Protocol Command Decode"),
+        severity: 3,
+        fires_when: Cow::Borrowed("an HTTP flow can no longer be followed (non-HTTP after a request, a head past {signatures.max_head}, broken chunked coding, an unknowable body length, out-of-order data past {signatures.max_ooo_bytes} or the shard's {signatures.buffer_budget}, a gap at close) and {signatures.unfollowable} is alert or drop"),
     },
 ];
 

@@ -49,13 +49,13 @@ fn builtin_sqli_rules_meet_detection_and_false_positive_targets() {
     let good = load("benign.jsonl");
     let mut missed = Vec::new();
     for r in &bad {
-        if sc.scan(&r.bytes(), 4096).is_none() {
+        if sc.scan_requests(&r.bytes()).is_none() {
             missed.push(format!("{} {} {}", r.id, r.family, r.uri));
         }
     }
     let mut fps = Vec::new();
     for r in &good {
-        if let Some(h) = sc.scan(&r.bytes(), 4096) {
+        if let Some(h) = sc.scan_requests(&r.bytes()) {
             fps.push(format!(
                 "{} {} {} -> {} in {}: {}",
                 r.id,

@@ -1,107 +1,67 @@
-//! HTTP request framing and normalization (`http`), then the same bytes as
-//! a TCP stream through `stream::HttpFlow` reassembly.
+//! HTTP request parsing and normalization (`http`), then the same bytes as
+//! a TCP stream through `stream::HttpFlow` reassembly and framing.
 //!
 //! Input: the first 4 bytes configure the flow (see `flow_limits`), the
 //! rest is a list of segments, each `[delta: i8][len: u8][len % 97 bytes]`:
 //! `delta` moves the segment's sequence number against the next in-order
 //! byte (0: in order; negative: overlap/retransmission; positive: a gap).
-//! The whole input is also fed to the framing functions as one request.
+//! The whole input is also parsed as one head and normalized whole.
 //!
-//! Checked beyond "no panic": the parts `split` returns lie in the buffer,
-//! the request buffer stays within `max_request`, and while every segment
-//! so far arrived in order (all deltas 0) the request buffer is a
-//! contiguous run of the stream: reassembly never joins bytes that were
-//! not next to each other on the wire.
+//! Checked beyond "no panic": the spans a parsed head returns lie in its
+//! buffer; streaming normalization cut at a fuzz-chosen point gives the
+//! same bytes as normalizing the whole; a head never exceeds `max_head`;
+//! while every segment so far arrived in order (all deltas 0) each head
+//! is a contiguous run of the stream (reassembly never joins bytes that
+//! were not next to each other on the wire); and a flow gives back every
+//! byte of the shard's buffer budget when dropped.
 
-use flowgate::http::{head, normalize, split, starts_request, Head, Norm};
-use flowgate::stream::{Fed, HttpFlow, Limits, Next};
+use flowgate::http::{head, normalize, Norm, Normalizer, Scratch};
+use flowgate::stream::{Budget, Event, HttpFlow, Limits, Placed};
 
-const NORMS: [Norm; 4] = [
-    Norm {
-        plus_is_space: false,
-        json: false,
-    },
-    Norm {
-        plus_is_space: true,
-        json: false,
-    },
-    Norm {
-        plus_is_space: false,
-        json: true,
-    },
-    Norm {
-        plus_is_space: true,
-        json: true,
-    },
-];
-
-struct Bufs {
-    out: Vec<u8>,
-    tmp: Vec<u8>,
-}
-
-/// What a scan does with a request buffer: frame it, split it, normalize
-/// each part.
-fn inspect(req: &[u8], body_limit: usize, b: &mut Bufs) {
-    let _ = starts_request(req);
-    if let Head::Complete { head_len, .. } = head(req) {
-        assert!(head_len <= req.len(), "head_len past the buffer");
-    }
-    let p = split(req, body_limit);
-    for (lo, hi) in [p.uri, p.headers, p.body] {
-        assert!(
-            lo <= hi && hi <= req.len(),
-            "part {lo}..{hi} of {}",
-            req.len()
-        );
-    }
-    assert!(
-        p.body.1 - p.body.0 <= body_limit,
-        "body part over the limit"
-    );
-    let norm = |lo: usize, hi: usize, how: Norm, b: &mut Bufs| {
-        normalize(&req[lo..hi], how, &mut b.out, &mut b.tmp);
-    };
-    norm(p.uri.0, p.uri.1, NORMS[1], b);
-    norm(p.headers.0, p.headers.1, NORMS[0], b);
-    norm(
-        p.body.0,
-        p.body.1,
-        NORMS[if p.json_body { 2 } else { 1 }],
-        b,
-    );
-}
+const NORMS: [Norm; 3] = [Norm::PLAIN, Norm::FORM, Norm::JSON];
 
 fn flow_limits(c: &[u8]) -> Limits {
     Limits {
-        max_request: 16 + usize::from(c[0]) * 8,
-        body_limit: usize::from(c[1]) * 4,
+        max_head: 16 + usize::from(c[0]) * 8,
+        max_ooo_bytes: usize::from(c[1]) * 4,
         max_ooo_segments: usize::from(c[2] % 9),
     }
 }
 
 fn main() {
-    let mut b = Bufs {
-        out: Vec::new(),
-        tmp: Vec::new(),
-    };
+    let mut s = Scratch::default();
+    let (mut whole, mut parts) = (Vec::new(), Vec::new());
     afl::fuzz!(|data: &[u8]| {
-        // The input as one request buffer, and every normalization of it.
-        inspect(data, 1 << 16, &mut b);
+        if let Ok(h) = head::parse(data) {
+            let spans = [h.method, h.target]
+                .into_iter()
+                .chain(h.fields.iter().flat_map(|f| [f.name, f.value]));
+            for (lo, hi) in spans {
+                assert!(lo <= hi && hi <= data.len(), "span {lo}..{hi} of {}", data.len());
+            }
+        }
+        let cut = data.first().map_or(0, |&c| usize::from(c) % (data.len() + 1));
         for how in NORMS {
-            normalize(data, how, &mut b.out, &mut b.tmp);
+            normalize(data, how, &mut whole, &mut s);
+            parts.clear();
+            let mut n = Normalizer::new(how);
+            n.push(&data[..cut], &mut parts, &mut s);
+            n.push(&data[cut..], &mut parts, &mut s);
+            n.finish(&mut parts, &mut s);
+            assert_eq!(whole, parts, "streaming normalization differs from whole");
         }
 
         let Some((ctl, mut rest)) = data.split_first_chunk::<4>() else {
             return;
         };
         let lim = flow_limits(ctl);
+        let budget = Budget::new(1 << 16);
         // Put the initial sequence number near the wrap for half the inputs.
         let isn = u32::from(ctl[3]).wrapping_mul(0x0101_0101).wrapping_sub(64);
         let (mut flow, first) = if ctl[3] & 1 == 0 {
-            (HttpFlow::from_syn(isn), isn.wrapping_add(1))
+            (HttpFlow::from_syn(isn, &budget), isn.wrapping_add(1))
         } else {
-            (HttpFlow::from_data(isn), isn)
+            (HttpFlow::from_data(isn, &budget), isn)
         };
         let mut next = first;
         // The stream as sent, while it is sent strictly in order.
@@ -118,28 +78,32 @@ fn main() {
             if let Some(s) = &mut in_order {
                 s.extend_from_slice(seg);
             }
-            let fed = flow.feed(seq, seg, &lim);
-            if fed != Fed::Grew {
+            let Placed::InOrder(new) = flow.place(seq, seg, &lim) else {
                 continue;
+            };
+            let mut pieces = vec![new.to_vec()];
+            while let Some(more) = flow.pop_ready() {
+                pieces.push(more.into());
             }
-            // As the engine does: scan, then advance; a pipelined request
-            // is scanned again. Each rescan consumes a request, so this ends.
-            loop {
-                let req = flow.request();
-                assert!(req.len() <= lim.max_request, "request over max_request");
-                if let Some(s) = &in_order {
-                    assert!(
-                        memmem(s, req),
-                        "request buffer is not a contiguous run of the stream"
-                    );
-                }
-                inspect(req, lim.body_limit, &mut b);
-                match flow.advance(&lim) {
-                    Next::Rescan => continue,
-                    Next::Wait | Next::Stop { .. } => break,
+            for piece in pieces {
+                let mut input = piece.as_slice();
+                loop {
+                    match flow.next(&mut input, &lim) {
+                        Event::More => break,
+                        Event::Head(_) => {
+                            let h = flow.head_bytes();
+                            assert!(h.len() <= lim.max_head, "head over max_head");
+                            if let Some(s) = &in_order {
+                                assert!(memmem(s, h), "head is not a contiguous run of the stream");
+                            }
+                        }
+                        Event::Body(_) | Event::End | Event::Lost(_) => {}
+                    }
                 }
             }
         }
+        drop(flow);
+        assert_eq!(budget.used(), 0, "a dropped flow keeps budget bytes");
     });
 }
 

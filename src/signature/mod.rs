@@ -9,9 +9,13 @@
 pub mod native;
 pub mod suricata;
 
-use crate::http::{self, Norm, Parts};
+use crate::http::{self, BodyKind, Head, Norm, Normalizer};
 use crate::rules::{RuleBook, RuleId, RuleMeta};
-use hyperscan::{BlockDatabase, Builder, Matching, Pattern, PatternFlags, Patterns, Scratch};
+use crate::stream::{Budget, Event, HttpFlow, Limits};
+use hyperscan::{
+    BlockDatabase, Builder, Matching, Pattern, PatternFlags, Patterns, Scratch, Stream,
+    StreamingDatabase,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -149,22 +153,27 @@ fn hs_flags() -> PatternFlags {
     PatternFlags::CASELESS | PatternFlags::DOTALL | PatternFlags::SINGLEMATCH
 }
 
-/// Compiled rules. Pattern IDs in both databases are indices into `conds`.
+/// Compiled rules. Pattern IDs in every database are indices into `conds`.
 pub struct SignatureSet {
     /// Per rule, in load order: its metadata (shared with the book), action
-    /// and reason. Order is priority: when several rules match a request,
-    /// the first one wins.
+    /// and reason. Order is priority: when several rules complete on the
+    /// same bytes, the first one wins.
     pub rules: Vec<(Arc<RuleMeta>, Action, String)>,
     /// (rule index, buffer) per condition.
     conds: Vec<(usize, Buffer)>,
     /// Conditions per rule, to check that all matched.
     rule_conds: Vec<Vec<usize>>,
-    /// Patterns for the normalized buffers (uri, headers, body): one
-    /// database scanned once per buffer; a match counts for a condition
-    /// whose buffer is that one or `Any`.
-    normalized: Option<BlockDatabase>,
-    /// Patterns for the raw request bytes.
-    raw: Option<BlockDatabase>,
+    /// Normalized patterns for the head's views (uri, headers): block
+    /// mode, each head scanned once when it is complete.
+    head: Option<BlockDatabase>,
+    /// Normalized patterns for the body, streaming: a body is scanned as
+    /// it arrives, never buffered.
+    body: Option<StreamingDatabase>,
+    /// Patterns for the raw request (the head's bytes, then the body with
+    /// the chunked coding removed), streaming.
+    raw: Option<StreamingDatabase>,
+    /// Tells sets apart: a flow's saved stream state belongs to one set.
+    generation: u64,
 }
 
 impl std::fmt::Debug for SignatureSet {
@@ -198,7 +207,7 @@ pub enum CompileError {
     DuplicateId(RuleId),
 }
 
-/// Hyperscan could not allocate a shard's scratch space for a set.
+/// Hyperscan could not allocate a shard's scratch space or streams for a set.
 #[derive(Debug, thiserror::Error)]
 #[error("Hyperscan scratch for {rules} signature rule(s): {source}")]
 pub struct ScratchError {
@@ -207,22 +216,54 @@ pub struct ScratchError {
     source: hyperscan::Error,
 }
 
+/// Patterns of one database, with where each came from.
+#[derive(Default)]
+struct DbPatterns {
+    pats: Vec<Pattern>,
+    origin: Vec<(RuleId, usize, String)>,
+}
+
+impl DbPatterns {
+    fn build<T: hyperscan::Mode>(self) -> Result<Option<hyperscan::Database<T>>, CompileError> {
+        if self.pats.is_empty() {
+            return Ok(None);
+        }
+        Patterns::from(self.pats)
+            .build::<T>()
+            .map(Some)
+            .map_err(|e| {
+                let (msg, expr) = hs_error(&e);
+                let (id, index, pattern) = expr
+                    .and_then(|i| self.origin.get(i).cloned())
+                    .unwrap_or_default();
+                CompileError::Pattern {
+                    id,
+                    index,
+                    pattern,
+                    message: msg,
+                }
+            })
+    }
+}
+
 impl SignatureSet {
-    /// Compiles rules into two block-mode databases (normalized, raw) and
-    /// registers each rule in `book`, which then owns its metadata: a rule
-    /// whose ID the book already holds is an error. Hyperscan names the
-    /// failing expression; we map it back to its rule.
+    /// Compiles rules into three Hyperscan databases (head views in block
+    /// mode; body and raw request in streaming mode) and registers each rule
+    /// in `book`, which then owns its metadata: a rule whose ID the book
+    /// already holds is an error. Hyperscan names the failing expression;
+    /// we map it back to its rule.
     pub fn compile(rules: Vec<SigRule>, book: &mut RuleBook) -> Result<SignatureSet, CompileError> {
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut set = SignatureSet {
             rules: Vec::new(),
             conds: Vec::new(),
             rule_conds: Vec::new(),
-            normalized: None,
+            head: None,
+            body: None,
             raw: None,
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
-        // Per database: patterns, and for each the (rule id, index, text).
-        let mut norm: (Vec<Pattern>, Vec<(RuleId, usize, String)>) = Default::default();
-        let mut raw: (Vec<Pattern>, Vec<(RuleId, usize, String)>) = Default::default();
+        let (mut head, mut body, mut raw) = Default::default();
         for (ri, rule) in rules.into_iter().enumerate() {
             let meta = book.insert(rule.meta).map_err(CompileError::DuplicateId)?;
             let mut mine = Vec::new();
@@ -239,36 +280,23 @@ impl SignatureSet {
                     }
                 })?;
                 p.id = Some(id);
-                let target = if c.buffer == Buffer::Request {
-                    &mut raw
-                } else {
-                    &mut norm
+                let targets: &mut [&mut DbPatterns] = match c.buffer {
+                    Buffer::Uri | Buffer::Headers => &mut [&mut head],
+                    Buffer::Body => &mut [&mut body],
+                    Buffer::Any => &mut [&mut head, &mut body],
+                    Buffer::Request => &mut [&mut raw],
                 };
-                target.0.push(p);
-                target.1.push((meta.id, pi + 1, c.pattern.clone()));
+                for t in targets.iter_mut() {
+                    t.pats.push(p.clone());
+                    t.origin.push((meta.id, pi + 1, c.pattern.clone()));
+                }
             }
             set.rule_conds.push(mine);
             set.rules.push((meta, rule.action, rule.reason));
         }
-        let build = |(pats, origin): (Vec<Pattern>, Vec<(RuleId, usize, String)>)| {
-            if pats.is_empty() {
-                return Ok(None);
-            }
-            Patterns::from(pats).build().map(Some).map_err(|e| {
-                let (msg, expr) = hs_error(&e);
-                let (id, index, pattern) = expr
-                    .and_then(|i| origin.get(i).cloned())
-                    .unwrap_or_default();
-                CompileError::Pattern {
-                    id,
-                    index,
-                    pattern,
-                    message: msg,
-                }
-            })
-        };
-        set.normalized = build(norm)?;
-        set.raw = build(raw)?;
+        set.head = head.build()?;
+        set.body = body.build()?;
+        set.raw = raw.build()?;
         Ok(set)
     }
 
@@ -302,52 +330,139 @@ pub struct Hit {
     pub action: Action,
     /// The rule's explanation, for the alert.
     pub reason: String,
-    /// Where the (last) pattern matched, and the normalized text before it.
+    /// Where the (last) pattern matched.
     pub buffer: Buffer,
     /// Up to 48 bytes of that buffer ending at the match (lossy UTF-8),
-    /// quoted in the alert's reason.
+    /// quoted in the alert's reason; empty if the match ended in bytes
+    /// scanned with an earlier segment.
     pub excerpt: String,
 }
 
-/// Per-shard scanning state: Hyperscan scratch and reusable buffers.
+/// Conditions of multi-pattern rules matched so far in one request (a
+/// single-pattern rule fires at once and needs no memory). Bounded: past
+/// this many, further partial matches are not remembered.
+const MAX_PARTIAL: usize = 256;
+
+/// One flow's inspection state for its current request: the body and raw
+/// streams' Hyperscan state (compressed, so an idle flow holds only a few
+/// bytes), the body's normalizer, and the conditions matched so far.
+#[derive(Debug, Default)]
+pub struct RequestScan {
+    generation: u64,
+    body: Vec<u8>,
+    body_pos: u64,
+    raw: Vec<u8>,
+    raw_pos: u64,
+    norm: Option<Normalizer>,
+    partial: Vec<u32>,
+    /// The last normalized body bytes (at most [`EXCERPT`]), so an alert
+    /// can quote what led up to a match that ends in a later segment.
+    tail: Vec<u8>,
+}
+
+/// Bytes of context quoted before a match in an alert's reason.
+const EXCERPT: usize = 48;
+
+impl RequestScan {
+    /// Bytes held (for memory accounting and tests).
+    pub fn held(&self) -> usize {
+        self.body.capacity() + self.raw.capacity() + self.partial.capacity() * 4
+    }
+}
+
+/// Which stream of a request.
+#[derive(Clone, Copy)]
+enum Which {
+    Body,
+    Raw,
+}
+
+/// Per-shard scanning state: Hyperscan scratch, one working stream per
+/// streaming database (a flow's state is expanded into it, scanned and
+/// compressed back), and reusable buffers.
 pub struct Scanner {
     set: Arc<SignatureSet>,
     scratch: Option<Scratch>,
-    bufs: [Vec<u8>; 3],
+    body_stream: Option<Stream>,
+    raw_stream: Option<Stream>,
+    uri: Vec<u8>,
+    headers: Vec<u8>,
     line: Vec<u8>,
-    tmp: Vec<u8>,
-    matched: Vec<Option<(Buffer, usize)>>,
-    /// Hyperscan scans that failed: data that was not inspected. Counted
+    body_out: Vec<u8>,
+    norm: http::Scratch,
+    packed: Vec<u8>,
+    /// Matches of the current scan step: (condition, buffer, end offset in
+    /// the step's data when it ended there).
+    found: Vec<(usize, Buffer, Option<usize>)>,
+    /// Hyperscan calls that failed: data that was not inspected. Counted
     /// into the shard's stats (`signature_scan_errors`), never ignored.
     scan_errors: u64,
 }
 
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        // The crate's Stream does not free itself: close ours.
+        if let Some(scratch) = &self.scratch {
+            for s in [self.body_stream.take(), self.raw_stream.take()]
+                .into_iter()
+                .flatten()
+            {
+                let _ = s.close(scratch, |_, _, _, _| Matching::Terminate);
+            }
+        }
+    }
+}
+
 impl Scanner {
-    /// A scanner for `set` with its own Hyperscan scratch and buffers: one
-    /// per shard thread (scratch must not be shared). Fails if Hyperscan
-    /// cannot allocate the scratch.
+    /// A scanner for `set` with its own Hyperscan scratch, streams and
+    /// buffers: one per shard thread (scratch must not be shared). Fails if
+    /// Hyperscan cannot allocate them.
     pub fn new(set: Arc<SignatureSet>) -> Result<Scanner, ScratchError> {
-        let mut scratch: Option<Scratch> = None;
         let err = |source| ScratchError {
             rules: set.len(),
             source,
         };
-        for db in [&set.normalized, &set.raw].into_iter().flatten() {
+        let mut scratch: Option<Scratch> = None;
+        let mut grow = |alloc: &dyn Fn() -> hyperscan::Result<Scratch>,
+                        realloc: &dyn Fn(&mut Scratch) -> hyperscan::Result<()>|
+         -> hyperscan::Result<()> {
             match scratch.as_mut() {
-                None => scratch = Some(db.alloc_scratch().map_err(err)?),
-                Some(s) => {
-                    db.realloc_scratch(s).map_err(err)?;
-                }
+                None => scratch = Some(alloc()?),
+                Some(s) => realloc(s)?,
             }
+            Ok(())
+        };
+        if let Some(db) = &set.head {
+            grow(&|| db.alloc_scratch(), &|s| {
+                db.realloc_scratch(s).map(|_| ())
+            })
+            .map_err(err)?;
         }
+        let mut packed = 0;
+        for db in [&set.body, &set.raw].into_iter().flatten() {
+            grow(&|| db.alloc_scratch(), &|s| {
+                db.realloc_scratch(s).map(|_| ())
+            })
+            .map_err(err)?;
+            packed = packed.max(db.stream_size().map_err(err)?);
+        }
+        let open =
+            |db: &Option<StreamingDatabase>| db.as_ref().map(|d| d.open_stream()).transpose();
         Ok(Scanner {
+            body_stream: open(&set.body).map_err(err)?,
+            raw_stream: open(&set.raw).map_err(err)?,
             scan_errors: 0,
-            matched: vec![None; set.conds.len()],
-            set,
             scratch,
-            bufs: Default::default(),
+            uri: Vec::new(),
+            headers: Vec::new(),
             line: Vec::new(),
-            tmp: Vec::new(),
+            body_out: Vec::new(),
+            norm: http::Scratch::default(),
+            // Compressed state is never larger than the stream itself; the
+            // margin covers Hyperscan's header.
+            packed: vec![0; packed + 256],
+            found: Vec::new(),
+            set,
         })
     }
 
@@ -362,109 +477,270 @@ impl Scanner {
         std::mem::take(&mut self.scan_errors)
     }
 
-    /// Scans a (possibly partial) request: `req` is the raw bytes from the
-    /// request line on; at most `body_limit` body bytes are looked at.
-    /// Returns the first rule, in rule order, whose every condition
-    /// matched. A failed Hyperscan scan counts as no match and is counted
-    /// ([`take_scan_errors`](Self::take_scan_errors)).
-    pub fn scan(&mut self, req: &[u8], body_limit: usize) -> Option<Hit> {
+    /// Starts a request: scans its complete head (`buf`, parsed as `head`)
+    /// once — the normalized target and header fields, and the raw bytes
+    /// as the start of the raw stream — and resets `rs` for its body.
+    /// Returns the first rule, in rule order, whose every condition matched.
+    pub fn head(&mut self, rs: &mut RequestScan, buf: &[u8], head: &Head) -> Option<Hit> {
+        rs.generation = self.set.generation;
+        rs.body.clear();
+        rs.raw.clear();
+        rs.body_pos = 0;
+        rs.raw_pos = 0;
+        rs.partial.clear();
+        rs.tail.clear();
+        rs.norm = Some(Normalizer::new(match head.body_kind {
+            BodyKind::Json => Norm::JSON,
+            BodyKind::Form => Norm::FORM,
+            BodyKind::Other => Norm::PLAIN,
+        }));
         let scratch = self.scratch.as_ref()?;
-        let parts: Parts = http::split(req, body_limit);
-        let query = |(a, b): (usize, usize)| req.get(a..b).unwrap_or(&[]);
-        let plus = Norm {
-            plus_is_space: true,
-            json: false,
-        };
-        http::normalize(query(parts.uri), plus, &mut self.bufs[0], &mut self.tmp);
-        // Headers one line at a time, joined by '\n', so the end of a value
-        // stays visible (`User-Agent: x' --`) and comments cannot span lines.
-        self.bufs[1].clear();
-        for line in query(parts.headers).split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            http::normalize(
-                line,
-                Norm {
-                    plus_is_space: false,
-                    json: false,
-                },
-                &mut self.line,
-                &mut self.tmp,
-            );
-            self.bufs[1].extend_from_slice(&self.line);
-            self.bufs[1].push(b'\n');
+        let target = buf.get(head.target.0..head.target.1).unwrap_or(&[]);
+        http::normalize(target, Norm::FORM, &mut self.uri, &mut self.norm);
+        // Fields one per line, joined by '\n', so the end of a value stays
+        // visible (`User-Agent: x' --`) and comments cannot span fields.
+        self.headers.clear();
+        for f in &head.fields {
+            let line = buf.get(f.name.0..f.value.1).unwrap_or(&[]);
+            http::normalize(line, Norm::PLAIN, &mut self.line, &mut self.norm);
+            self.headers.extend_from_slice(&self.line);
+            self.headers.push(b'\n');
         }
-        let body_norm = Norm {
-            plus_is_space: !parts.json_body,
-            json: parts.json_body,
-        };
-        http::normalize(
-            query(parts.body),
-            body_norm,
-            &mut self.bufs[2],
-            &mut self.tmp,
-        );
-
-        self.matched.iter_mut().for_each(|m| *m = None);
-        let mut any = false;
-        let scans: [(&Option<BlockDatabase>, Buffer, &[u8]); 4] = [
-            (&self.set.normalized, Buffer::Uri, &self.bufs[0]),
-            (&self.set.normalized, Buffer::Headers, &self.bufs[1]),
-            (&self.set.normalized, Buffer::Body, &self.bufs[2]),
-            (&self.set.raw, Buffer::Request, req),
-        ];
-        for (db, which, data) in scans {
-            let (Some(db), false) = (db, data.is_empty()) else {
-                continue;
-            };
-            let (matched, conds) = (&mut self.matched, &self.set.conds);
-            let scanned = db.scan(data, scratch, |id, _from, to, _| {
-                let i = id as usize;
-                let applies = conds
-                    .get(i)
-                    .is_some_and(|c| c.1 == which || c.1 == Buffer::Any);
-                if let (true, Some(m)) = (applies, matched.get_mut(i)) {
-                    if m.is_none() {
-                        *m = Some((which, to as usize));
-                    }
-                    any = true;
+        self.found.clear();
+        if let Some(db) = &self.set.head {
+            for (which, data) in [(Buffer::Uri, &self.uri), (Buffer::Headers, &self.headers)] {
+                if data.is_empty() {
+                    continue;
                 }
-                Matching::Continue
-            });
-            if let Err(e) = scanned {
-                self.scan_errors += 1;
-                tracing::debug!("Hyperscan scan of the {} buffer failed: {e}", which.name());
+                let (found, conds) = (&mut self.found, &self.set.conds);
+                let scanned = db.scan(data.as_slice(), scratch, |id, _, to, _| {
+                    record(found, conds, id, which, Some(to as usize));
+                    Matching::Continue
+                });
+                if scanned.is_err() {
+                    self.scan_errors += 1;
+                }
             }
         }
-        if !any {
+        let hit = self.settle(rs, None);
+        if hit.is_some() {
+            return hit;
+        }
+        self.stream(rs, Which::Raw, buf, false);
+        self.settle(rs, Some(buf))
+    }
+
+    /// Scans the next piece of the current request's body (chunked coding
+    /// already removed): normalized into the body stream, as is into the
+    /// raw stream.
+    pub fn body(&mut self, rs: &mut RequestScan, data: &[u8]) -> Option<Hit> {
+        if rs.generation != self.set.generation {
+            // The rules were reloaded mid-request: the saved state belongs
+            // to the old databases. Continue with fresh streams.
+            *rs = RequestScan {
+                generation: self.set.generation,
+                norm: rs.norm.take(),
+                ..Default::default()
+            };
+        }
+        let mut out = std::mem::take(&mut self.body_out);
+        out.clear();
+        out.extend_from_slice(&rs.tail);
+        let shift = out.len();
+        if let Some(n) = rs.norm.as_mut() {
+            n.push(data, &mut out, &mut self.norm);
+        }
+        self.found.clear();
+        self.stream(rs, Which::Body, &out[shift..], false);
+        self.shift_found(shift);
+        let hit = self.settle(rs, Some(&out));
+        rs.tail.clear();
+        rs.tail
+            .extend_from_slice(&out[out.len().saturating_sub(EXCERPT)..]);
+        self.body_out = out;
+        if hit.is_some() {
+            return hit;
+        }
+        self.found.clear();
+        self.stream(rs, Which::Raw, data, false);
+        self.settle(rs, Some(data))
+    }
+
+    /// Ends the current request: flushes the normalizer and lets patterns
+    /// anchored at the end (`$`) match. Frees the streams' state.
+    pub fn end(&mut self, rs: &mut RequestScan) -> Option<Hit> {
+        let mut out = std::mem::take(&mut self.body_out);
+        out.clear();
+        out.extend_from_slice(&rs.tail);
+        let shift = out.len();
+        if let Some(mut n) = rs.norm.take() {
+            n.finish(&mut out, &mut self.norm);
+        }
+        let mut hit = None;
+        if rs.generation == self.set.generation {
+            self.found.clear();
+            self.stream(rs, Which::Body, &out[shift..], true);
+            self.shift_found(shift);
+            hit = self.settle(rs, Some(&out));
+            if hit.is_none() {
+                self.found.clear();
+                self.stream(rs, Which::Raw, &[], true);
+                hit = self.settle(rs, None);
+            }
+        }
+        self.body_out = out;
+        *rs = RequestScan::default();
+        hit
+    }
+
+    /// Scans `data` into one of the request's streams: expands its saved
+    /// state into the working stream (or starts it), scans, and saves it
+    /// again; at the end, also reports matches anchored at the end.
+    fn stream(&mut self, rs: &mut RequestScan, which: Which, data: &[u8], end: bool) {
+        let (Some(scratch), Some(stream)) = (
+            self.scratch.as_ref(),
+            match which {
+                Which::Body => self.body_stream.as_ref(),
+                Which::Raw => self.raw_stream.as_ref(),
+            },
+        ) else {
+            return;
+        };
+        let (saved, pos, buffer) = match which {
+            Which::Body => (&mut rs.body, &mut rs.body_pos, Buffer::Body),
+            Which::Raw => (&mut rs.raw, &mut rs.raw_pos, Buffer::Request),
+        };
+        let ignore = |_, _, _, _| Matching::Continue;
+        let restored = if saved.is_empty() {
+            stream.reset(scratch, ignore)
+        } else {
+            stream.reset_and_expand(saved, scratch, ignore)
+        };
+        if restored.is_err() {
+            self.scan_errors += 1;
+            return;
+        }
+        let start = *pos;
+        let (found, conds) = (&mut self.found, &self.set.conds);
+        let mut on_match = |id: u32, _: u64, to: u64, _: u32| {
+            let at = to.checked_sub(start).map(|t| t as usize);
+            record(found, conds, id, buffer, at);
+            Matching::Continue
+        };
+        let mut ok = data.is_empty() || stream.scan(data, scratch, &mut on_match).is_ok();
+        *pos += data.len() as u64;
+        if end {
+            // Report end-anchored matches; the stream is then empty again.
+            ok &= stream.reset(scratch, &mut on_match).is_ok();
+            saved.clear();
+        } else {
+            match stream.compress(&mut self.packed) {
+                Ok(n) => {
+                    saved.clear();
+                    saved.extend_from_slice(&self.packed[..n]);
+                }
+                Err(_) => ok = false,
+            }
+        }
+        if !ok {
+            self.scan_errors += 1;
+        }
+    }
+
+    /// Makes this step's match offsets count from the start of the quoted
+    /// view (the previous tail, then the step's data).
+    fn shift_found(&mut self, shift: usize) {
+        for f in &mut self.found {
+            f.2 = f.2.map(|a| a + shift);
+        }
+    }
+
+    /// Adds this step's matches to the request's and returns the first rule,
+    /// in rule order, that is now complete.
+    fn settle(&mut self, rs: &mut RequestScan, data: Option<&[u8]>) -> Option<Hit> {
+        if self.found.is_empty() {
             return None;
         }
-        for (ri, conds) in self.set.rule_conds.iter().enumerate() {
-            if conds.is_empty() || !conds.iter().all(|&c| self.matched[c].is_some()) {
-                continue;
-            }
-            let (meta, action, reason) = &self.set.rules[ri];
-            let last = conds
-                .iter()
-                .filter_map(|&c| self.matched[c])
-                .max_by_key(|m| m.1);
-            let (buffer, to) = last.unwrap_or((Buffer::Any, 0));
-            let data: &[u8] = match buffer {
-                Buffer::Uri => &self.bufs[0],
-                Buffer::Headers => &self.bufs[1],
-                Buffer::Body => &self.bufs[2],
-                _ => req,
-            };
-            let end = to.min(data.len());
-            let start = end.saturating_sub(48);
-            return Some(Hit {
-                meta: meta.clone(),
-                action: *action,
-                reason: reason.clone(),
-                buffer,
-                excerpt: String::from_utf8_lossy(&data[start..end]).into_owned(),
+        let mut best: Option<(usize, Buffer, Option<usize>)> = None;
+        for &(cond, buffer, at) in &self.found {
+            let ri = self.set.conds[cond].0;
+            let conds = &self.set.rule_conds[ri];
+            let complete = conds.iter().all(|&c| {
+                c == cond || rs.partial.contains(&(c as u32)) || self.found.iter().any(|f| f.0 == c)
             });
+            if complete {
+                if best.is_none_or(|b| ri < b.0) {
+                    best = Some((ri, buffer, at));
+                }
+            } else if conds.len() > 1
+                && rs.partial.len() < MAX_PARTIAL
+                && !rs.partial.contains(&(cond as u32))
+            {
+                rs.partial.push(cond as u32);
+            }
         }
-        None
+        let (ri, buffer, at) = best?;
+        let (meta, action, reason) = &self.set.rules[ri];
+        let data: &[u8] = match buffer {
+            Buffer::Uri => &self.uri,
+            Buffer::Headers => &self.headers,
+            _ => data.unwrap_or(&[]),
+        };
+        let end = at.unwrap_or(0).min(data.len());
+        let start = end.saturating_sub(EXCERPT);
+        Some(Hit {
+            meta: meta.clone(),
+            action: *action,
+            reason: reason.clone(),
+            buffer,
+            excerpt: String::from_utf8_lossy(&data[start..end]).into_owned(),
+        })
+    }
+}
+
+impl Scanner {
+    /// Scans complete requests given as one buffer (a test corpus, a
+    /// benchmark): frames them exactly as a flow does and returns the first
+    /// hit. A request cut short is still ended, so its body is inspected.
+    pub fn scan_requests(&mut self, bytes: &[u8]) -> Option<Hit> {
+        let budget = Budget::new(usize::MAX);
+        let mut flow = HttpFlow::from_data(0, &budget);
+        let lim = Limits {
+            max_head: bytes.len().max(1),
+            max_ooo_bytes: 0,
+            max_ooo_segments: 0,
+        };
+        let mut rs = RequestScan::default();
+        let mut input = bytes;
+        loop {
+            let hit = match flow.next(&mut input, &lim) {
+                Event::Head(h) => self.head(&mut rs, flow.head_bytes(), &h),
+                Event::Body(d) => self.body(&mut rs, d),
+                Event::End => self.end(&mut rs),
+                Event::Lost(_) | Event::More => return self.end(&mut rs),
+            };
+            if hit.is_some() {
+                return hit;
+            }
+        }
+    }
+}
+
+/// Notes a match of condition `id` in `buffer` if the condition applies to
+/// that buffer.
+fn record(
+    found: &mut Vec<(usize, Buffer, Option<usize>)>,
+    conds: &[(usize, Buffer)],
+    id: u32,
+    buffer: Buffer,
+    at: Option<usize>,
+) {
+    let i = id as usize;
+    let applies = conds
+        .get(i)
+        .is_some_and(|c| c.1 == buffer || c.1 == Buffer::Any);
+    if applies && !found.iter().any(|f| f.0 == i) {
+        found.push((i, buffer, at));
     }
 }
 
@@ -480,7 +756,7 @@ mod tests {
 
     fn scan(req: &str) -> Option<String> {
         let mut s = Scanner::new(Arc::new(builtin_set())).unwrap();
-        s.scan(req.as_bytes(), 4096)
+        s.scan_requests(req.as_bytes())
             .map(|h| h.meta.name.to_string())
     }
 

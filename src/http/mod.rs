@@ -1,0 +1,50 @@
+//! HTTP/1.x requests as a client sends them: the head ([`head`]), the
+//! chunked body coding ([`chunked`]) and the normalized views signatures
+//! match ([`normalize`]). Everything here works on bytes it is handed; the
+//! flow that feeds it lives in [`crate::stream`].
+
+pub mod chunked;
+pub mod head;
+pub mod normalize;
+
+pub use head::{BodyKind, Framing, Head};
+pub use normalize::{normalize, Norm, Normalizer, Scratch};
+
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
+    b"CONNECT ",
+];
+
+/// Does this look like the start of a common HTTP/1.x request? Needs the
+/// method and its space; shorter prefixes of a method answer "maybe"
+/// (`None`). Used to pick up a flow mid-stream, where a false start would
+/// inspect the middle of some other protocol; once a flow is followed, any
+/// method token is accepted ([`head::method_ok`]).
+pub fn starts_request(buf: &[u8]) -> Option<bool> {
+    for m in METHODS {
+        let n = m.len().min(buf.len());
+        if buf[..n] == m[..n] {
+            return if n == m.len() { Some(true) } else { None };
+        }
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_starts() {
+        assert_eq!(starts_request(b"GE"), None);
+        assert_eq!(starts_request(b"GET /"), Some(true));
+        assert_eq!(starts_request(b"SSH-2.0"), Some(false));
+    }
+}
