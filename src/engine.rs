@@ -102,9 +102,13 @@ pub struct Stats {
     /// [`Lost::label`]: `not_http` and `tunnel` are not HTTP to begin
     /// with; the rest fall under `signatures.unfollowable`.
     pub http_lost: BTreeMap<&'static str, u64>,
-    /// Flows evicted from a full table bucket in the middle of a request
-    /// (the rest of that request is not inspected).
+    /// Flows evicted from a full table bucket while they mattered (in the
+    /// middle of a request, or dropped).
     pub http_evicted_busy: u64,
+    /// Most bytes this shard's flows buffered at once (heads being read,
+    /// out-of-order segments; bounded by `signatures.buffer_budget`).
+    /// Summed over shards it bounds the total.
+    pub http_buffer_peak: u64,
     /// Out-of-order segments not held: past `signatures.max_ooo_bytes` or
     /// `max_ooo_segments` for the flow, or the shard's `buffer_budget`.
     pub ooo_overflow: u64,
@@ -159,6 +163,7 @@ impl Stats {
             *self.http_lost.entry(k).or_default() += v;
         }
         self.http_evicted_busy += o.http_evicted_busy;
+        self.http_buffer_peak += o.http_buffer_peak;
         self.ooo_overflow += o.ooo_overflow;
         self.signature_scan_errors += o.signature_scan_errors;
         self.victim_overflow += o.victim_overflow;
@@ -465,10 +470,17 @@ impl ShardEngine {
                 return self.allow();
             }
             let budget = &self.budget;
-            let (flow, evicted) = self.flows.touch_or_insert(fkey, f.ts, || {
-                Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget))
-            });
-            if flow.http.state != FlowState::Inspecting || !flow.http.is_idle() {
+            let (flow, evicted) = self.flows.touch_or_insert_weighted(
+                fkey,
+                f.ts,
+                || Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget)),
+                |fl| fl.http.eviction_weight(),
+            );
+            // A SYN restarts a finished or idle flow (port reuse). It does
+            // not restart one that is dropped or in the middle of a request:
+            // a forged SYN would otherwise make the rest of that request look
+            // like the start of a new, non-HTTP stream.
+            if flow.http.eviction_weight() == 0 {
                 *flow = Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget));
             }
             self.count_eviction(evicted);
@@ -476,7 +488,16 @@ impl ShardEngine {
         }
         let closing = fl.any(TcpFlags::FIN | TcpFlags::RST);
         let outcome = self.stream_outcome(fkey, f.ts, pkt, closing);
-        if closing {
+        let held = self.budget.used() as u64;
+        self.stats.http_buffer_peak = self.stats.http_buffer_peak.max(held);
+        // A dropped flow stays until it idles out: a forged RST must not
+        // turn its later segments into untracked ones.
+        if closing
+            && !matches!(
+                outcome,
+                StreamOutcome::FlowDropped(_) | StreamOutcome::Hit(_)
+            )
+        {
             self.flows.remove(fkey);
         }
         let hit = match outcome {
@@ -543,10 +564,11 @@ impl ShardEngine {
         }
     }
 
-    /// Counts a flow evicted from a full bucket in the middle of a request.
+    /// Counts a flow evicted from a full bucket while it still mattered
+    /// (mid-request, or dropped).
     fn count_eviction(&mut self, evicted: Option<(FlowKey, Flow)>) {
         if let Some((_, old)) = evicted {
-            if old.http.state == FlowState::Inspecting && !old.http.is_idle() {
+            if old.http.eviction_weight() > 0 {
                 self.stats.http_evicted_busy += 1;
             }
         }
@@ -582,18 +604,37 @@ impl ShardEngine {
         let flow = match self.flows.touch(fkey, ts) {
             Some(flow) => flow,
             None => {
-                // Picked up mid-stream: only at a segment that starts a request.
-                if pkt.payload.is_empty() || crate::http::starts_request(pkt.payload) != Some(true)
-                {
+                // Picked up mid-stream: at a segment that starts a request.
+                // Other data on an HTTP port is the middle of a request whose
+                // flow is gone (evicted, or older than us): say so, once.
+                if pkt.payload.is_empty() {
                     return StreamOutcome::Allow;
                 }
-                let (flow, evicted) = self.flows.touch_or_insert(fkey, ts, || {
-                    Flow::new(HttpFlow::from_data(pkt.tcp_seq, budget))
-                });
+                let starts = crate::http::starts_request(pkt.payload) == Some(true);
+                let ports = &self.cfg.signatures.http_ports;
+                let untracked =
+                    !starts && ports.contains(&pkt.dst_port) && !ports.contains(&pkt.src_port);
+                if !starts && !untracked {
+                    return StreamOutcome::Allow;
+                }
+                let (flow, evicted) = self.flows.touch_or_insert_weighted(
+                    fkey,
+                    ts,
+                    || Flow::new(HttpFlow::from_data(pkt.tcp_seq, budget)),
+                    |fl| fl.http.eviction_weight(),
+                );
                 if let Some((_, old)) = evicted {
-                    if old.http.state == FlowState::Inspecting && !old.http.is_idle() {
+                    if old.http.eviction_weight() > 0 {
                         self.stats.http_evicted_busy += 1;
                     }
+                }
+                if untracked {
+                    let policy = self.cfg.signatures.unfollowable;
+                    flow.http.finish(match policy {
+                        Unfollowable::Drop => FlowState::Dropped(rules::HTTP_UNFOLLOWABLE),
+                        _ => FlowState::Ignored,
+                    });
+                    return StreamOutcome::Lost(Lost::Untracked);
                 }
                 flow
             }

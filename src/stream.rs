@@ -75,11 +75,15 @@ pub enum Lost {
     OooOverflow,
     /// The connection closed with a gap still open before queued data.
     Gap,
+    /// Data in the middle of a request on an HTTP port, for a connection
+    /// not tracked: its flow was evicted from a full table bucket, or began
+    /// before flowgate did.
+    Untracked,
 }
 
 impl Lost {
     /// Every kind, in a fixed order (counters and metrics labels).
-    pub const ALL: [Lost; 8] = [
+    pub const ALL: [Lost; 9] = [
         Lost::NotHttp,
         Lost::Tunnel,
         Lost::NonHttpAfterRequest,
@@ -88,6 +92,7 @@ impl Lost {
         Lost::UnknownLength,
         Lost::OooOverflow,
         Lost::Gap,
+        Lost::Untracked,
     ];
 
     /// Index into [`Lost::ALL`].
@@ -101,6 +106,7 @@ impl Lost {
             Lost::UnknownLength => 5,
             Lost::OooOverflow => 6,
             Lost::Gap => 7,
+            Lost::Untracked => 8,
         }
     }
 
@@ -115,6 +121,7 @@ impl Lost {
             Lost::UnknownLength => "unknown_length",
             Lost::OooOverflow => "ooo_overflow",
             Lost::Gap => "gap",
+            Lost::Untracked => "untracked",
         }
     }
 
@@ -140,6 +147,9 @@ impl Lost {
                     .into()
             }
             Lost::Gap => "connection closed with a sequence gap before queued data".into(),
+            Lost::Untracked => {
+                "request data on an HTTP port for a connection not tracked (evicted from a full flow table bucket, or older than flowgate)".into()
+            }
         }
     }
 }
@@ -311,6 +321,18 @@ impl HttpFlow {
     /// nothing (its next request is picked up where it starts).
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Idle) && self.ooo.is_empty()
+    }
+
+    /// What forgetting this flow would cost, for choosing what a full table
+    /// bucket evicts (the lightest, oldest first): nothing for an idle or
+    /// finished flow; a request's inspection for one mid-request; a
+    /// standing drop for a dropped flow.
+    pub fn eviction_weight(&self) -> u64 {
+        match self.state {
+            FlowState::Dropped(_) => 2,
+            FlowState::Inspecting if !self.is_idle() => 1,
+            _ => 0,
+        }
     }
 
     /// Out-of-order bytes held.

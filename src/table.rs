@@ -157,6 +157,28 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         (&mut slot.value, evicted)
     }
 
+    /// [`touch_or_insert`](Self::touch_or_insert) with
+    /// [`insert_weighted`](Self::insert_weighted)'s choice of what to evict.
+    pub fn touch_or_insert_weighted(
+        &mut self,
+        key: K,
+        now: Ts,
+        make: impl FnOnce() -> V,
+        weight: impl Fn(&V) -> u64,
+    ) -> (&mut V, Option<(K, V)>) {
+        let evicted = if self.map.contains_key(&key) {
+            None
+        } else {
+            self.insert_weighted(key, now, make(), weight)
+        };
+        let slot = self
+            .map
+            .get_mut(&key)
+            .expect("present: found or just inserted");
+        slot.last_seen = slot.last_seen.max(now);
+        (&mut slot.value, evicted)
+    }
+
     /// Inserts a key known to be absent. Returns the entry evicted to make
     /// room, if the bucket was full.
     pub fn insert(&mut self, key: K, now: Ts, value: V) -> Option<(K, V)> {
