@@ -238,6 +238,9 @@ pub struct SignaturesConfig {
     /// Bytes all of a shard's flows may buffer together (heads being read
     /// and out-of-order segments). Fixed at start.
     pub buffer_budget: usize,
+    /// Judge each decoded parameter value with the structural SQL
+    /// detector (rule 9101100) as well as the signatures.
+    pub sqli_structural: bool,
     /// What happens to a flow whose requests can no longer be followed
     /// (non-HTTP after a request, a head past `max_head`, broken chunked
     /// coding, an unknowable body length, out-of-order data past the
@@ -287,6 +290,7 @@ impl Default for SignaturesConfig {
             max_ooo_segments: 64,
             buffer_budget: 64 << 20,
             unfollowable: Unfollowable::Alert,
+            sqli_structural: true,
         }
     }
 }

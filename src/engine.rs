@@ -8,12 +8,15 @@
 use crate::alert::{Alert, BlockEnd, EndReason, Event};
 use crate::config::{Config, Mode, Unfollowable};
 use crate::detect::{self, Detection, SourceState};
+use crate::http::params::{self, BodyValues, Place};
+use crate::http::{self, Norm};
 use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
 use crate::packet::{Proto, TcpFlags};
 use crate::rules::{self, RuleId, RuleMeta};
 use crate::ruleset::Ruleset;
 use crate::shard::{Sharder, SourceKey};
 use crate::signature::{Action, Buffer, Hit, RequestScan, Scanner, ScratchError};
+use crate::sqli;
 use crate::stream::{
     Budget, Event as StreamEvent, FlowKey, FlowState, HttpFlow, Limits, Lost, Placed,
 };
@@ -211,6 +214,10 @@ pub struct ShardEngine {
     flows: BoundedTable<FlowKey, Flow>,
     /// Bytes the shard's flows buffer (heads, out-of-order segments).
     budget: Budget,
+    /// The structural SQL detector's state.
+    structural: Structural,
+    /// The rule it names; `None` when `signatures.sqli_structural` is off.
+    structural_meta: Option<Arc<RuleMeta>>,
     scanner: Option<Scanner>,
     limits: Limits,
     stats: Stats,
@@ -233,6 +240,8 @@ pub const SWEEP_INTERVAL_NS: Ts = packet::NANOS_PER_SEC;
 struct Flow {
     http: HttpFlow,
     scan: RequestScan,
+    /// Cuts the current request's body into parameter values.
+    values: BodyValues,
 }
 
 impl Flow {
@@ -240,7 +249,47 @@ impl Flow {
         Flow {
             http,
             scan: RequestScan::default(),
+            values: BodyValues::default(),
         }
+    }
+}
+
+/// The structural SQL detector and its decode buffers (one per shard).
+#[derive(Default)]
+struct Structural {
+    detector: sqli::Detector,
+    decoded: Vec<u8>,
+    scratch: http::Scratch,
+}
+
+impl Structural {
+    /// Decodes a raw parameter value as its application would and judges
+    /// it. A hit blocks the source, like the built-in signatures.
+    fn judge(&mut self, place: Place, raw: &[u8], meta: &Arc<RuleMeta>) -> Option<Hit> {
+        let how = match place {
+            Place::Query | Place::Cookie | Place::Form => Norm::FORM,
+            Place::Header => Norm::PLAIN,
+            Place::Json => Norm::JSON,
+        };
+        self.decoded.clear();
+        http::decode(raw, how, &mut self.decoded, &mut self.scratch);
+        let f = self.detector.detect(&self.decoded)?;
+        Some(Hit {
+            meta: meta.clone(),
+            action: Action::Block,
+            reason: format!(
+                "a {} value forms SQL in {} context (fingerprint {})",
+                place.name(),
+                f.context.name(),
+                f.fingerprint
+            ),
+            buffer: match place {
+                Place::Query => Buffer::Uri,
+                Place::Cookie | Place::Header => Buffer::Headers,
+                Place::Form | Place::Json => Buffer::Body,
+            },
+            excerpt: f.tokens,
+        })
     }
 }
 
@@ -270,14 +319,19 @@ enum Parsed {
 
 /// Frames and inspects `input`, the next in-order bytes of `flow`: each
 /// head is scanned once when complete, each body byte once as it passes.
+/// The structural detector, when enabled, and the rule its hits name.
+type StructuralRef<'a> = Option<(&'a mut Structural, &'a Arc<RuleMeta>)>;
+
 fn parse_stream(
     flow: &mut Flow,
     scanner: &mut Scanner,
+    mut sq: StructuralRef<'_>,
     stats: &mut Stats,
     mut input: &[u8],
     lim: &Limits,
 ) -> Parsed {
     loop {
+        let mut found = None;
         let hit = match flow.http.next(&mut input, lim) {
             StreamEvent::More => return Parsed::More,
             StreamEvent::Lost(l) => return Parsed::Lost(l),
@@ -286,16 +340,42 @@ fn parse_stream(
                 if let Some(why) = h.smuggling {
                     return Parsed::Smuggling(why);
                 }
-                scanner.head(&mut flow.scan, flow.http.head_bytes(), &h)
+                let buf = flow.http.head_bytes();
+                if let Some((s, meta)) = sq.as_mut() {
+                    params::head_values(buf, &h, |place, raw| {
+                        if found.is_none() {
+                            found = s.judge(place, raw, meta);
+                        }
+                    });
+                    flow.values = BodyValues::new(&h);
+                }
+                scanner.head(&mut flow.scan, buf, &h)
             }
             StreamEvent::Body(d) => {
                 stats.http_body_bytes += d.len() as u64;
+                if let Some((s, meta)) = sq.as_mut() {
+                    flow.values.push(d, &mut |place, raw| {
+                        if found.is_none() {
+                            found = s.judge(place, raw, meta);
+                        }
+                    });
+                }
                 scanner.body(&mut flow.scan, d)
             }
-            StreamEvent::End => scanner.end(&mut flow.scan),
+            StreamEvent::End => {
+                if let Some((s, meta)) = sq.as_mut() {
+                    flow.values.finish(&mut |place, raw| {
+                        if found.is_none() {
+                            found = s.judge(place, raw, meta);
+                        }
+                    });
+                }
+                scanner.end(&mut flow.scan)
+            }
         };
         stats.signature_scan_errors += scanner.take_scan_errors();
-        if let Some(hit) = hit {
+        // A signature names the attack more precisely: it wins a tie.
+        if let Some(hit) = hit.or(found) {
             return Parsed::Hit(hit);
         }
     }
@@ -323,6 +403,8 @@ impl ShardEngine {
             blocks: BoundedTable::new(cfg.block.capacity, u64::MAX, sharder),
             flows: BoundedTable::new(sg.flows, sg.flow_timeout.as_nanos() as u64, sharder),
             budget: Budget::new(sg.buffer_budget),
+            structural: Structural::default(),
+            structural_meta: None,
             scanner: None,
             limits: sg.limits(),
             stats: Stats::default(),
@@ -346,7 +428,17 @@ impl ShardEngine {
             None => None,
         };
         self.rules = rules;
+        self.refresh_structural();
         Ok(())
+    }
+
+    /// The structural detector runs where requests are inspected, when
+    /// `signatures.sqli_structural` is on.
+    fn refresh_structural(&mut self) {
+        self.structural_meta = match (self.cfg.signatures.sqli_structural, &self.scanner) {
+            (true, Some(_)) => self.rules.book.get(rules::SQLI_STRUCTURAL).cloned(),
+            _ => None,
+        };
     }
 
     /// Swaps in a new configuration (hot reload) between packets: new
@@ -359,6 +451,7 @@ impl ShardEngine {
         self.ttl_ns = cfg.block.ttl.as_nanos() as u64;
         self.limits = sg.limits();
         self.cfg = cfg;
+        self.refresh_structural();
     }
 
     /// Both of the above, as a SIGHUP reload does: the new configuration
@@ -661,12 +754,15 @@ impl ShardEngine {
                 Parsed::Lost(Lost::OooOverflow)
             }
             Placed::InOrder(new) => {
-                let mut p = parse_stream(flow, scanner, &mut self.stats, new, lim);
+                let meta = self.structural_meta.as_ref();
+                let mut sq = meta.map(|m| (&mut self.structural, m));
+                let mut p = parse_stream(flow, scanner, sq.take(), &mut self.stats, new, lim);
                 while matches!(p, Parsed::More) {
                     let Some(more) = flow.http.pop_ready() else {
                         break;
                     };
-                    p = parse_stream(flow, scanner, &mut self.stats, &more, lim);
+                    let sq = meta.map(|m| (&mut self.structural, m));
+                    p = parse_stream(flow, scanner, sq, &mut self.stats, &more, lim);
                 }
                 p
             }

@@ -28,6 +28,7 @@ pub mod ruleset;
 pub mod shard;
 pub mod signature;
 pub mod source;
+pub mod sqli;
 pub mod stream;
 pub mod table;
 pub mod xdp;

@@ -95,6 +95,9 @@ pub const HTTP_SMUGGLING: RuleId = 9_102_001;
 /// `http_unfollowable`: an HTTP flow that can no longer be followed, under
 /// `signatures.unfollowable` = `alert` or `drop`.
 pub const HTTP_UNFOLLOWABLE: RuleId = 9_102_002;
+/// `sqli_structural`: a request parameter that tokenizes as an injected
+/// SQL construct (the structural detector in `sqli`).
+pub const SQLI_STRUCTURAL: RuleId = 9_101_100;
 
 const DOS: &str = "Attempted Denial of Service";
 const RECON: &str = "Attempted Information Leak";
@@ -210,6 +213,15 @@ pub static BUILTIN: &[RuleMeta] = &[
         category: Cow::Borrowed("Generic Protocol Command Decode"),
         severity: 3,
         fires_when: Cow::Borrowed("a frame fails to decode (truncated or invalid headers) and {engine.drop_malformed}; counted by kind, never alerted"),
+    },
+    RuleMeta {
+        id: SQLI_STRUCTURAL,
+        rev: 1,
+        name: Cow::Borrowed("sqli_structural"),
+        msg: Cow::Borrowed("FLOWGATE SQLi structure in a request parameter"),
+        category: Cow::Borrowed("Web Application Attack"),
+        severity: 1,
+        fires_when: Cow::Borrowed("{signatures.sqli_structural} and a decoded parameter value (query, cookie, User-Agent/Referer/X-Forwarded-For, form or JSON body) tokenizes as SQL that breaks out of its context: a tautology after a closing quote, UNION SELECT, a stacked statement, blind-injection functions; the source is blocked for {block.ttl}"),
     },
     RuleMeta {
         id: HTTP_SMUGGLING,

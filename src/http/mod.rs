@@ -1,14 +1,16 @@
 //! HTTP/1.x requests as a client sends them: the head ([`head`]), the
-//! chunked body coding ([`chunked`]) and the normalized views signatures
-//! match ([`normalize`]). Everything here works on bytes it is handed; the
+//! chunked body coding ([`chunked`]), the normalized views signatures
+//! match ([`normalize`]) and the parameter values the SQL detector judges
+//! ([`params`]). Everything here works on bytes it is handed; the
 //! flow that feeds it lives in [`crate::stream`].
 
 pub mod chunked;
 pub mod head;
 pub mod normalize;
+pub mod params;
 
 pub use head::{BodyKind, Framing, Head};
-pub use normalize::{normalize, Norm, Normalizer, Scratch};
+pub use normalize::{decode, normalize, Norm, Normalizer, Scratch};
 
 const METHODS: [&[u8]; 9] = [
     b"GET ",

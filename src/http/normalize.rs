@@ -54,6 +54,22 @@ pub fn normalize(raw: &[u8], how: Norm, out: &mut Vec<u8>, tmp: &mut Scratch) {
     n.finish(out, tmp);
 }
 
+/// Decodes `raw` as a server would before using it — percent-decoding
+/// (twice), `+` as space, JSON escapes as `how` says — without folding
+/// case, comments or whitespace: what the structural SQL detector reads.
+/// Appends to `out`.
+pub fn decode(raw: &[u8], how: Norm, out: &mut Vec<u8>, s: &mut Scratch) {
+    s.a.clear();
+    percent_decode(raw, how.plus_is_space, &mut s.a, true);
+    if how.json {
+        s.b.clear();
+        percent_decode(&s.a, false, &mut s.b, true);
+        json_unescape(&s.b, out, true);
+    } else {
+        percent_decode(&s.a, false, out, true);
+    }
+}
+
 /// Reusable intermediate buffers for [`Normalizer`] (one per shard: a
 /// flow's state stays small).
 #[derive(Debug, Default)]
