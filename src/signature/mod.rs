@@ -776,6 +776,32 @@ mod tests {
         assert_eq!(scan(post).as_deref(), Some("sqli_comment_terminator"));
     }
 
+    /// A flow's inspection state stays a small constant however long the
+    /// body: the streams' state is compressed between segments and the
+    /// body itself is never kept.
+    #[test]
+    fn per_request_state_is_constant_in_the_body_size() {
+        let mut s = Scanner::new(Arc::new(builtin_set())).unwrap();
+        let head = b"POST /u HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n";
+        let h = crate::http::head::parse(head).unwrap();
+        let mut rs = RequestScan::default();
+        assert!(s.head(&mut rs, head, &h).is_none());
+        let piece = b"a=1&b=some+text+with+words+and+numbers+12345&".repeat(32);
+        let mut sizes = Vec::new();
+        for i in 0..1000 {
+            assert!(s.body(&mut rs, &piece).is_none());
+            if i == 9 || i == 999 {
+                sizes.push(rs.held());
+            }
+        }
+        assert!(sizes[1] <= 4096, "held {sizes:?} bytes");
+        assert_eq!(sizes[0], sizes[1], "no growth from 14 KB to 1.4 MB of body");
+        // The attack at the very end of 1.4 MB is still seen.
+        let hit = s.body(&mut rs, b"user=admin%27%20or%20%271%27%3D%271");
+        let hit = hit.or_else(|| s.end(&mut rs)).map(|h| h.meta.name.to_string());
+        assert_eq!(hit.as_deref(), Some("sqli_tautology_quoted"));
+    }
+
     #[test]
     fn compile_error_names_rule_and_pattern() {
         let rules = native::parse(
