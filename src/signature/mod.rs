@@ -798,7 +798,9 @@ mod tests {
         assert_eq!(sizes[0], sizes[1], "no growth from 14 KB to 1.4 MB of body");
         // The attack at the very end of 1.4 MB is still seen.
         let hit = s.body(&mut rs, b"user=admin%27%20or%20%271%27%3D%271");
-        let hit = hit.or_else(|| s.end(&mut rs)).map(|h| h.meta.name.to_string());
+        let hit = hit
+            .or_else(|| s.end(&mut rs))
+            .map(|h| h.meta.name.to_string());
         assert_eq!(hit.as_deref(), Some("sqli_tautology_quoted"));
     }
 
