@@ -8,7 +8,7 @@
 use crate::alert::{Alert, BlockEnd, EndReason, Event};
 use crate::config::{Config, Mode, Unfollowable};
 use crate::detect::{self, Detection, SourceState};
-use crate::http::params::{self, BodyValues, Place};
+use crate::http::params::{self, BodyValues, Place, Value};
 use crate::http::{self, Norm};
 use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
 use crate::packet::{Proto, TcpFlags};
@@ -265,20 +265,26 @@ struct Structural {
 impl Structural {
     /// Decodes a raw parameter value as its application would and judges
     /// it. A hit blocks the source, like the built-in signatures.
-    fn judge(&mut self, place: Place, raw: &[u8], meta: &Arc<RuleMeta>) -> Option<Hit> {
+    fn judge(&mut self, v: Value<'_>, meta: &Arc<RuleMeta>) -> Option<Hit> {
+        let place = v.place;
         let how = match place {
             Place::Query | Place::Cookie | Place::Form => Norm::FORM,
             Place::Header => Norm::PLAIN,
             Place::Json => Norm::JSON,
         };
         self.decoded.clear();
-        http::decode(raw, how, &mut self.decoded, &mut self.scratch);
+        http::decode(v.raw, how, &mut self.decoded, &mut self.scratch);
         let f = self.detector.detect(&self.decoded)?;
+        let named = if v.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", String::from_utf8_lossy(v.name))
+        };
         Some(Hit {
             meta: meta.clone(),
             action: Action::Block,
             reason: format!(
-                "a {} value forms SQL in {} context (fingerprint {})",
+                "a {} value{named} forms SQL in {} context (fingerprint {})",
                 place.name(),
                 f.context.name(),
                 f.fingerprint
@@ -342,9 +348,9 @@ fn parse_stream(
                 }
                 let buf = flow.http.head_bytes();
                 if let Some((s, meta)) = sq.as_mut() {
-                    params::head_values(buf, &h, |place, raw| {
+                    params::head_values(buf, &h, |v| {
                         if found.is_none() {
-                            found = s.judge(place, raw, meta);
+                            found = s.judge(v, meta);
                         }
                     });
                     flow.values = BodyValues::new(&h);
@@ -354,9 +360,9 @@ fn parse_stream(
             StreamEvent::Body(d) => {
                 stats.http_body_bytes += d.len() as u64;
                 if let Some((s, meta)) = sq.as_mut() {
-                    flow.values.push(d, &mut |place, raw| {
+                    flow.values.push(d, &mut |v| {
                         if found.is_none() {
-                            found = s.judge(place, raw, meta);
+                            found = s.judge(v, meta);
                         }
                     });
                 }
@@ -364,9 +370,9 @@ fn parse_stream(
             }
             StreamEvent::End => {
                 if let Some((s, meta)) = sq.as_mut() {
-                    flow.values.finish(&mut |place, raw| {
+                    flow.values.finish(&mut |v| {
                         if found.is_none() {
-                            found = s.judge(place, raw, meta);
+                            found = s.judge(v, meta);
                         }
                     });
                 }

@@ -44,17 +44,32 @@ impl Place {
     }
 }
 
+/// One parameter value, raw (the caller decodes it), with where it was
+/// found and its name (at most [`MAX_NAME`] bytes; empty when it has none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Value<'a> {
+    /// Where it was found.
+    pub place: Place,
+    /// The parameter, cookie, header or JSON key name.
+    pub name: &'a [u8],
+    /// The raw value.
+    pub raw: &'a [u8],
+}
+
+/// Longest name kept for a body value.
+pub const MAX_NAME: usize = 64;
+
 /// Headers whose values are judged as parameters.
 const HEADERS: [&[u8]; 3] = [b"user-agent", b"referer", b"x-forwarded-for"];
 
-/// Calls `f(place, raw value)` for each value in a complete head: the
-/// query string's (split on `&`, the part after `=`), each cookie's, and
-/// the headers in [`HEADERS`]. Values are raw: the caller decodes them.
-pub fn head_values(buf: &[u8], head: &Head, mut f: impl FnMut(Place, &[u8])) {
+/// Calls `f` for each value in a complete head: the query string's (split
+/// on `&`, the part after `=`), each cookie's, and the headers in
+/// [`HEADERS`]. Values are raw: the caller decodes them.
+pub fn head_values(buf: &[u8], head: &Head, mut f: impl FnMut(Value<'_>)) {
     let target = &buf[head.target.0..head.target.1];
     if let Some(q) = memchr::memchr(b'?', target) {
         for pair in target[q + 1..].split(|&c| c == b'&') {
-            f(Place::Query, value_of(pair));
+            f(split_pair(Place::Query, pair));
         }
     }
     for field in &head.fields {
@@ -62,19 +77,31 @@ pub fn head_values(buf: &[u8], head: &Head, mut f: impl FnMut(Place, &[u8])) {
         let value = &buf[field.value.0..field.value.1];
         if name.eq_ignore_ascii_case(b"cookie") {
             for pair in value.split(|&c| c == b';') {
-                f(Place::Cookie, value_of(trim(pair)));
+                f(split_pair(Place::Cookie, trim(pair)));
             }
         } else if HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-            f(Place::Header, value);
+            f(Value {
+                place: Place::Header,
+                name,
+                raw: value,
+            });
         }
     }
 }
 
-/// The value of `name=value` (the whole pair when there is no `=`).
-fn value_of(pair: &[u8]) -> &[u8] {
+/// `name=value` (a pair without `=` is all value, unnamed).
+fn split_pair(place: Place, pair: &[u8]) -> Value<'_> {
     match memchr::memchr(b'=', pair) {
-        Some(i) => &pair[i + 1..],
-        None => pair,
+        Some(i) => Value {
+            place,
+            name: &pair[..i.min(MAX_NAME)],
+            raw: &pair[i + 1..],
+        },
+        None => Value {
+            place,
+            name: &[],
+            raw: pair,
+        },
     }
 }
 
@@ -115,6 +142,10 @@ pub struct BodyValues {
     cut: Cut,
     /// The current value's raw bytes (at most [`MAX_VALUE`]).
     value: Vec<u8>,
+    /// The current value's name (at most [`MAX_NAME`] bytes).
+    name: Vec<u8>,
+    /// JSON: the last string, which names the value if a `:` follows.
+    key: Vec<u8>,
     /// The current value has already been judged in a window.
     windowed: bool,
 }
@@ -140,27 +171,37 @@ impl BodyValues {
 
     /// Bytes held now.
     pub fn held(&self) -> usize {
-        self.value.capacity()
+        self.value.capacity() + self.name.capacity() + self.key.capacity()
     }
 
-    /// Feeds the next body bytes; calls `f(place, raw value)` for every
-    /// value (or window of a long value) that is complete.
-    pub fn push(&mut self, data: &[u8], f: &mut impl FnMut(Place, &[u8])) {
+    /// Feeds the next body bytes; calls `f` for every value (or window of
+    /// a long value) that is complete.
+    pub fn push(&mut self, data: &[u8], f: &mut impl FnMut(Value<'_>)) {
         let Some(place) = self.kind else {
             return;
         };
         for &c in data {
             match (self.cut, c) {
                 (Cut::Name, b'=') => self.cut = Cut::Value,
-                (Cut::Name, b'&') => {}
-                (Cut::Name, _) => {}
+                (Cut::Name, b'&') => self.name.clear(),
+                (Cut::Name, _) => {
+                    if self.name.len() < MAX_NAME {
+                        self.name.push(c);
+                    }
+                }
                 (Cut::Value, b'&') => {
                     self.emit(place, f);
+                    self.name.clear();
                     self.cut = Cut::Name;
                 }
                 (Cut::Outside, b'"') => self.cut = Cut::Str,
+                (Cut::Outside, b':') => std::mem::swap(&mut self.name, &mut self.key),
+                (Cut::Outside, b'{' | b',') => self.name.clear(),
                 (Cut::Outside, _) => {}
                 (Cut::Str, b'"') => {
+                    self.key.clear();
+                    let n = self.value.len().min(MAX_NAME);
+                    self.key.extend_from_slice(&self.value[..n]);
                     self.emit(place, f);
                     self.cut = Cut::Outside;
                 }
@@ -178,28 +219,38 @@ impl BodyValues {
     }
 
     /// The body ended: judges the last value.
-    pub fn finish(&mut self, f: &mut impl FnMut(Place, &[u8])) {
+    pub fn finish(&mut self, f: &mut impl FnMut(Value<'_>)) {
         if let (Some(place), Cut::Value | Cut::Str | Cut::Escape) = (self.kind, self.cut) {
             self.emit(place, f);
         }
         self.value = Vec::new();
+        self.name = Vec::new();
+        self.key = Vec::new();
     }
 
-    fn add(&mut self, c: u8, place: Place, f: &mut impl FnMut(Place, &[u8])) {
+    fn add(&mut self, c: u8, place: Place, f: &mut impl FnMut(Value<'_>)) {
         if self.value.len() == MAX_VALUE {
             // A long value: judge this window, keep its end for the next.
-            f(place, &self.value);
+            f(Value {
+                place,
+                name: &self.name,
+                raw: &self.value,
+            });
             self.value.drain(..MAX_VALUE - OVERLAP);
             self.windowed = true;
         }
         self.value.push(c);
     }
 
-    fn emit(&mut self, place: Place, f: &mut impl FnMut(Place, &[u8])) {
+    fn emit(&mut self, place: Place, f: &mut impl FnMut(Value<'_>)) {
         // After windows, a tail no longer than the overlap was judged already.
         let seen = self.windowed && self.value.len() <= OVERLAP;
         if !self.value.is_empty() && !seen {
-            f(place, &self.value);
+            f(Value {
+                place,
+                name: &self.name,
+                raw: &self.value,
+            });
         }
         self.value.clear();
         self.windowed = false;
@@ -218,7 +269,13 @@ mod tests {
         let h = head::parse(head_text.as_bytes()).unwrap();
         let mut v = BodyValues::new(&h);
         let mut out = Vec::new();
-        let mut f = |p: Place, b: &[u8]| out.push((p, String::from_utf8_lossy(b).into_owned()));
+        let mut f = |v: Value<'_>| {
+            let name = String::from_utf8_lossy(v.name);
+            out.push((
+                v.place,
+                format!("{name}={}", String::from_utf8_lossy(v.raw)),
+            ))
+        };
         for part in body.chunks(piece) {
             v.push(part, &mut f);
         }
@@ -231,16 +288,20 @@ mod tests {
         let buf = b"GET /a?x=1&y=2%27&flag HTTP/1.1\r\nCookie: sid=abc; q=it%27s\r\nUser-Agent: curl/8\r\nAccept: */*\r\n\r\n";
         let h = head::parse(buf).unwrap();
         let mut got = Vec::new();
-        head_values(buf, &h, |p, v| {
-            got.push((p, String::from_utf8_lossy(v).into_owned()))
+        head_values(buf, &h, |v| {
+            let name = String::from_utf8_lossy(v.name);
+            got.push((
+                v.place,
+                format!("{name}={}", String::from_utf8_lossy(v.raw)),
+            ))
         });
         let want = [
-            (Place::Query, "1"),
-            (Place::Query, "2%27"),
-            (Place::Query, "flag"),
-            (Place::Cookie, "abc"),
-            (Place::Cookie, "it%27s"),
-            (Place::Header, "curl/8"),
+            (Place::Query, "x=1"),
+            (Place::Query, "y=2%27"),
+            (Place::Query, "=flag"),
+            (Place::Cookie, "sid=abc"),
+            (Place::Cookie, "q=it%27s"),
+            (Place::Header, "User-Agent=curl/8"),
         ];
         assert_eq!(got, want.map(|(p, s)| (p, s.to_string())));
     }
@@ -252,16 +313,16 @@ mod tests {
         for piece in 1..8 {
             assert_eq!(
                 cut(form, b"a=1&b=x%27y&c", piece),
-                [(Place::Form, "1".into()), (Place::Form, "x%27y".into())]
+                [(Place::Form, "a=1".into()), (Place::Form, "b=x%27y".into())]
             );
             assert_eq!(
                 cut(json, br#"{"q": "a\"b", "n": 5, "t": ["x"]}"#, piece),
                 [
-                    (Place::Json, "q".into()),
-                    (Place::Json, r#"a\"b"#.into()),
-                    (Place::Json, "n".into()),
-                    (Place::Json, "t".into()),
-                    (Place::Json, "x".into())
+                    (Place::Json, "=q".into()),
+                    (Place::Json, r#"q=a\"b"#.into()),
+                    (Place::Json, "=n".into()),
+                    (Place::Json, "=t".into()),
+                    (Place::Json, "t=x".into())
                 ]
             );
         }
@@ -277,7 +338,7 @@ mod tests {
         body.extend_from_slice(b"' or 1=1");
         let got = cut(form, &body, 1000);
         assert!(got.len() >= 3, "{}", got.len());
-        assert!(got.iter().all(|(_, v)| v.len() <= MAX_VALUE));
+        assert!(got.iter().all(|(_, v)| v.len() <= "pad=".len() + MAX_VALUE));
         assert!(got.last().unwrap().1.ends_with("' or 1=1"));
     }
 }
