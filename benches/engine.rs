@@ -117,6 +117,66 @@ fn signatures(c: &mut Criterion) {
             black_box(hits)
         })
     });
+    // The same corpus with more rule files, e.g. ET Open's web rules (not
+    // in the repository): FLOWGATE_BENCH_RULES=a.rules:b.rules.
+    if let Ok(files) = std::env::var("FLOWGATE_BENCH_RULES") {
+        let mut sg = Config::default().signatures;
+        sg.rule_files = std::env::split_paths(&files).collect();
+        match flowgate::ruleset::Ruleset::load(&sg) {
+            Ok(rs) => {
+                let n = rs.signature_count();
+                let mut et =
+                    flowgate::signature::Scanner::new(rs.signatures.clone().expect("sigs"))
+                        .expect("scratch");
+                eprintln!("signatures/scan_http_corpus_extra: {n} rules");
+                g.bench_function("scan_http_corpus_extra", |b| {
+                    b.iter(|| {
+                        let mut hits = 0;
+                        for r in &reqs {
+                            hits += et.scan_requests(black_box(r)).is_some() as usize;
+                        }
+                        black_box(hits)
+                    })
+                });
+            }
+            Err(e) => eprintln!("FLOWGATE_BENCH_RULES: {e}"),
+        }
+    }
+    g.finish();
+
+    // The structural SQL detector on every query and body value of the
+    // corpus (decoded as the engine does), values per second.
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    let mut scratch = flowgate::http::Scratch::default();
+    for r in &reqs {
+        let Some(end) = r.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let Ok(head) = flowgate::http::head::parse(&r[..end + 4]) else {
+            continue;
+        };
+        let mut push = |v: flowgate::http::params::Value<'_>| {
+            let mut out = Vec::new();
+            flowgate::http::decode(v.raw, flowgate::http::Norm::FORM, &mut out, &mut scratch);
+            values.push(out);
+        };
+        flowgate::http::params::head_values(&r[..end + 4], &head, &mut push);
+        let mut body = flowgate::http::params::BodyValues::new(&head);
+        body.push(&r[end + 4..], &mut push);
+        body.finish(&mut push);
+    }
+    let mut det = flowgate::sqli::Detector::new();
+    let mut g = c.benchmark_group("sqli");
+    g.throughput(Throughput::Elements(values.len() as u64));
+    g.bench_function("structural_values", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            for v in &values {
+                hits += det.detect(black_box(v)).is_some() as usize;
+            }
+            black_box(hits)
+        })
+    });
     g.finish();
 }
 
