@@ -445,8 +445,13 @@ impl Report {
         let st = &self.stats;
         let _ = writeln!(
             s,
-            "  non-IP {}, fragments {}, allowlisted {}, snaplen-cut {}",
-            st.non_ip, st.fragments, st.allowlisted, st.capture_truncated
+            "  non-IP {}, fragments {} ({} datagrams reassembled, {} timed out), allowlisted {}, snaplen-cut {}",
+            st.non_ip,
+            st.fragments,
+            st.fragments_reassembled,
+            st.fragments_timed_out,
+            st.allowlisted,
+            st.capture_truncated
         );
         if st.malformed_total() > 0 {
             let kinds: Vec<String> = st

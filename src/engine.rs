@@ -8,6 +8,7 @@
 use crate::alert::{Alert, BlockEnd, EndReason, Event};
 use crate::config::{Config, Mode, Unfollowable};
 use crate::detect::{self, Detection, SourceState};
+use crate::frag;
 use crate::http::params::{self, BodyValues, Place, Value};
 use crate::http::{self, Norm};
 use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
@@ -76,8 +77,10 @@ pub struct Stats {
     pub dropped_bytes: u64,
     /// Frames with no IPv4/IPv6 layer (ARP, LLDP, ...): allowed uninspected.
     pub non_ip: u64,
-    /// IP fragments, first fragments included ([`Packet::fragment`]): they
-    /// pass the blocklist check but no detector or signature.
+    /// IP fragments, first fragments included ([`Packet::fragment`]): held
+    /// for reassembly (IPv4, and IPv6 with the Fragment header first) and
+    /// inspected as whole datagrams; other IPv6 layouts pass the blocklist
+    /// check but no detector or signature.
     pub fragments: u64,
     /// Frames the capture cut short (snaplen): decoded as far as they go.
     pub capture_truncated: u64,
@@ -108,6 +111,10 @@ pub struct Stats {
     /// Flows evicted from a full table bucket while they mattered (in the
     /// middle of a request, or dropped).
     pub http_evicted_busy: u64,
+    /// IP datagrams reassembled from fragments (then inspected whole).
+    pub fragments_reassembled: u64,
+    /// Datagrams whose fragments did not all arrive within 30 s.
+    pub fragments_timed_out: u64,
     /// Most bytes this shard's flows buffered at once (heads being read,
     /// out-of-order segments; bounded by `signatures.buffer_budget`).
     /// Summed over shards it bounds the total.
@@ -167,6 +174,8 @@ impl Stats {
         }
         self.http_evicted_busy += o.http_evicted_busy;
         self.http_buffer_peak += o.http_buffer_peak;
+        self.fragments_reassembled += o.fragments_reassembled;
+        self.fragments_timed_out += o.fragments_timed_out;
         self.ooo_overflow += o.ooo_overflow;
         self.signature_scan_errors += o.signature_scan_errors;
         self.victim_overflow += o.victim_overflow;
@@ -214,6 +223,8 @@ pub struct ShardEngine {
     flows: BoundedTable<FlowKey, Flow>,
     /// Bytes the shard's flows buffer (heads, out-of-order segments).
     budget: Budget,
+    /// IP datagrams being reassembled from fragments.
+    frags: frag::Reassembler,
     /// The structural SQL detector's state.
     structural: Structural,
     /// The rule it names; `None` when `signatures.sqli_structural` is off.
@@ -409,6 +420,7 @@ impl ShardEngine {
             blocks: BoundedTable::new(cfg.block.capacity, u64::MAX, sharder),
             flows: BoundedTable::new(sg.flows, sg.flow_timeout.as_nanos() as u64, sharder),
             budget: Budget::new(sg.buffer_budget),
+            frags: frag::Reassembler::new(frag::Limits::default()),
             structural: Structural::default(),
             structural_meta: None,
             scanner: None,
@@ -517,6 +529,30 @@ impl ShardEngine {
                 self.end_episode(key, b, expires, EndReason::Expired);
             }
         }
+
+        // A fragment waits for the rest of its datagram; the fragment that
+        // completes it is decided as the whole datagram, so dropping it
+        // leaves the receiver nothing to reassemble.
+        let whole;
+        let pkt = if pkt.fragment {
+            match self.frags.add(f.link, f.data, f.ts) {
+                frag::Outcome::Unsupported => pkt,
+                frag::Outcome::Held => return self.allow(),
+                frag::Outcome::Refused(_) => {
+                    return self.malformed(Malformed::Fragment, f.wire_len)
+                }
+                frag::Outcome::Complete(w) => {
+                    whole = w;
+                    match packet::parse(LinkType::RawIp, &whole, whole.len() as u32) {
+                        Ok(Frame::Ip(p)) => p,
+                        Ok(Frame::NonIp) => return self.allow(),
+                        Err(m) => return self.malformed(m, f.wire_len),
+                    }
+                }
+            }
+        } else {
+            pkt
+        };
 
         let cfg = &self.cfg;
         let (st, _evicted) = self.sources.touch_or_insert(key, f.ts, || SourceState {
@@ -819,6 +855,7 @@ impl ShardEngine {
     /// packets before it, so every shard count decides the same when all
     /// shards are handed the same times.
     pub fn handle_timeout(&mut self, now: Ts) {
+        self.frags.expire(now);
         if now >= self.next_expiry {
             let mut due: Vec<SourceKey> = self
                 .blocks
@@ -901,6 +938,8 @@ impl ShardEngine {
         s.sources_table = self.sources.stats;
         s.blocklist_table = self.blocks.stats;
         s.flows_table = self.flows.stats;
+        s.fragments_reassembled = self.frags.completed;
+        s.fragments_timed_out = self.frags.timed_out;
         s
     }
 

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod engine;
+pub mod frag;
 pub mod hints;
 pub mod http;
 pub mod live;

@@ -226,12 +226,17 @@ pub enum Malformed {
     Icmp,
     /// The capture's link type is not one we decode.
     UnsupportedLink,
+    /// An IP fragment that overlaps bytes already received with different
+    /// content (the receiver's reassembly could differ from ours), arrives
+    /// after its datagram was complete, or does not fit the fragment
+    /// table's bounds.
+    Fragment,
 }
 
 impl Malformed {
     /// Every kind, in declaration order: metrics create one series per
     /// kind at start so rates exist before the first malformed frame.
-    pub const ALL: [Malformed; 9] = [
+    pub const ALL: [Malformed; 10] = [
         Malformed::Link,
         Malformed::Ipv4,
         Malformed::Ipv6,
@@ -241,6 +246,7 @@ impl Malformed {
         Malformed::Udp,
         Malformed::Icmp,
         Malformed::UnsupportedLink,
+        Malformed::Fragment,
     ];
 
     /// Stable snake_case name: the key in [`crate::engine::Stats`]'s
@@ -257,6 +263,7 @@ impl Malformed {
             Malformed::Udp => "udp",
             Malformed::Icmp => "icmp",
             Malformed::UnsupportedLink => "unsupported_link",
+            Malformed::Fragment => "fragment",
         }
     }
 
@@ -389,7 +396,7 @@ pub fn parse(link: LinkType, data: &[u8], wire_len: u32) -> Result<Frame<'_>, Ma
 
 /// The EtherType of the IP layer and the bytes from the IP header on, or
 /// `None` for non-IP frames. Walks any depth of VLAN tags (802.1Q, QinQ).
-fn l3_of(link: LinkType, data: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
+pub(crate) fn l3_of(link: LinkType, data: &[u8]) -> Result<Option<(u16, &[u8])>, Malformed> {
     let (mut et, mut rest) = match link {
         LinkType::Ethernet => (
             be16(data, 12).ok_or(Malformed::Link)?,
