@@ -317,9 +317,7 @@ impl DbPatterns {
     /// out and returned with the reason (the rest still build). Hyperscan
     /// names the failing expression; when it does not (a resource limit),
     /// each rule is built alone to find it.
-    fn build<T: hyperscan::Mode>(
-        mut self,
-    ) -> Result<Built<T>, CompileError> {
+    fn build<T: hyperscan::Mode>(mut self) -> Result<Built<T>, CompileError> {
         let mut bad: Vec<(usize, String)> = Vec::new();
         loop {
             if self.pats.is_empty() {

@@ -736,8 +736,9 @@ impl Views {
 }
 
 /// Suricata's (libhtp's) normalized URI: for an absolute target only the
-/// path and query; `%XX` decoded in both; dot segments removed from the
-/// path. `+` is not decoded. Invalid `%` escapes are kept as they are.
+/// path and query; `%XX` decoded in both; in the path, `\\` read as `/`,
+/// repeated `/` compressed and dot segments removed. `+` is not decoded.
+/// Invalid `%` escapes are kept as they are.
 pub fn normalize_uri(target: &[u8], out: &mut Vec<u8>) {
     out.clear();
     let mut t = target;
@@ -759,7 +760,16 @@ pub fn normalize_uri(target: &[u8], out: &mut Vec<u8>) {
     };
     let mut p = Vec::with_capacity(path.len());
     percent_decode(path, &mut p);
-    remove_dot_segments(&p, out);
+    // libhtp's IDS personality (Suricata's default): backslashes are path
+    // separators, and repeated separators are compressed.
+    let mut q: Vec<u8> = Vec::with_capacity(p.len());
+    for b in p {
+        let b = if b == b'\\' { b'/' } else { b };
+        if !(b == b'/' && q.last() == Some(&b'/')) {
+            q.push(b);
+        }
+    }
+    remove_dot_segments(&q, out);
     if let Some(q) = query {
         percent_decode(q, out);
     }
@@ -1016,6 +1026,7 @@ mod tests {
         assert_eq!(n("http://h:8080/x?y=1"), "/x?y=1");
         assert_eq!(n("/%zz%4"), "/%zz%4");
         assert_eq!(n("/A/B"), "/A/B");
+        assert_eq!(n("/a//b\\\\c%2f/d?x=//"), "/a/b/c/d?x=//");
     }
 
     #[test]
