@@ -12,8 +12,14 @@ requests will not trigger their rule, which still tests that neither side
 alerts. Every request is its own TCP session (handshake, request, 200
 response, FIN) from its own client address to 10.0.0.80:80.
 
+With MUTATE=1 in the environment, each rule also gets a near-miss
+request (its uri contents swapped in case, reordered, spaced apart,
+percent-encoded, or its method lowercased), to test that neither side
+loosens case, order, distance or normalization.
+
 usage: et-requests.py OUT.pcap N SEED RULES_FILE...
 """
+import os
 import random
 import re
 import struct
@@ -71,7 +77,25 @@ def uri_escape(b):
     return out
 
 
-def request(rule):
+def mutate(parts, rnd):
+    parts = {k: list(v) for k, v in parts.items()}
+    uri = parts.get("http.uri", [])
+    kind = rnd.choice(["case", "order", "spread", "encode", "method"])
+    if kind == "case" and uri:
+        parts["http.uri"] = [u.swapcase() for u in uri]
+    elif kind == "order" and len(uri) > 1:
+        parts["http.uri"] = uri[::-1]
+    elif kind == "spread" and uri:
+        parts["http.uri"] = [u + b"zz" * 40 for u in uri]
+    elif kind == "encode" and uri:
+        parts["http.uri"] = [b"".join(b"%%%02x" % c if c not in b"/?" else bytes([c]) for c in u) for u in uri]
+    else:
+        m = parts.get("http.method", [b"GET"])
+        parts["http.method"] = [m[0].lower()]
+    return parts
+
+
+def request(rule, rnd=None):
     sticky = None
     parts = {}
     for k, v in options(rule):
@@ -83,6 +107,8 @@ def request(rule):
                 parts.setdefault(sticky, []).append(b)
         elif k.startswith("http_") and k != "http_method":
             pass
+    if rnd is not None:
+        parts = mutate(parts, rnd)
     method = (parts.get("http.method") or [b"GET"])[0]
     uri = b"".join(parts.get("http.uri", []) + parts.get("http.uri.raw", []))
     if not uri.startswith(b"/"):
@@ -130,10 +156,17 @@ def main():
     t = 1_700_000_000.0
     srv = bytes([10, 0, 0, 80])
     S, A, P, F = 0x02, 0x10, 0x08, 0x01
-    for i, r in enumerate(rules):
+    rnd = random.Random(seed + 1)
+    reqs = []
+    for r in rules:
+        reqs.append(request(r))
+        if os.environ.get("MUTATE") == "1":
+            reqs.append(request(r, rnd))
+    for i, req in enumerate(reqs):
         cli = bytes([172, 16 + (i >> 16) % 16, (i >> 8) & 0xFF, i & 0xFF])
+        if i >= 1 << 20:
+            break
         sport = 20000 + i % 40000
-        req = request(r)
         resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
         c, s = 1000, 5000
         seq = [
