@@ -252,7 +252,7 @@ fn unmappable_rules_are_skipped_with_reasons_and_the_rest_load() {
          alert http any any -> any 8080 (msg:\"port\"; http.uri; content:\"/a\"; sid:2;)\n\
          {H} (msg:\"resp\"; flow:established,to_client; http.stat_code; content:\"200\"; sid:3;)\n\
          {H} (msg:\"quote\"; http.uri; pcre:\"/a\\x22b\"c/\"; sid:4;)\n\
-         {H} (msg:\"bits\"; flowbits:set,x; http.uri; content:\"/b\"; sid:5;)\n"
+         {H} (msg:\"bits\"; flowbits:isset,x|y; http.uri; content:\"/b\"; sid:5;)\n"
     );
     let mut bytes = text.into_bytes();
     bytes.extend_from_slice(
@@ -309,4 +309,51 @@ fn unmappable_rules_are_skipped_with_reasons_and_the_rest_load() {
         Err(RulesetError::Strict(r)) => assert_eq!(r.len(), 4, "{r:?}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn flowbits_link_requests_of_one_flow() {
+    let rules = format!(
+        "{H} (msg:\"step1\"; http.uri; content:\"/step1\"; flowbits:set,ex.s1; flowbits:noalert; sid:1;)\n{H} (msg:\"step2\"; http.uri; content:\"/step2\"; flowbits:isset,ex.s1; sid:2;)\n{H} (msg:\"fresh\"; http.uri; content:\"/fresh\"; flowbits:isnotset,ex.s1; sid:3;)\n"
+    );
+    let both = format!("{}{}", get("/step1"), get("/step2"));
+    let reversed = format!("{}{}", get("/step2"), get("/step1"));
+    let after = format!("{}{}", get("/step1"), get("/fresh"));
+    let r = fire(
+        &rules,
+        &[&get("/step2"), &both, &reversed, &get("/fresh"), &after],
+    );
+    assert_eq!(r, vec![None, Some(2), None, Some(3), None]);
+}
+
+#[test]
+fn threshold_and_detection_filter_count_per_source_in_packet_time() {
+    let rules = format!(
+        "{H} (msg:\"limit\"; http.uri; content:\"/lim\"; threshold:type limit, track by_src, count 1, seconds 60; sid:1;)\n{H} (msg:\"df\"; http.uri; content:\"/df\"; detection_filter:track by_src, count 2, seconds 60; sid:2;)\n"
+    );
+    let (ok, bad) = suricata::parse(&rules, "t.rules");
+    assert!(bad.is_empty(), "{bad:?}");
+    let set = SignatureSet::compile(ok, &mut RuleBook::builtin()).unwrap();
+    let mut s = Scanner::new(Arc::new(set)).unwrap();
+    let s1: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let s2: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+    let sec = 1_000_000_000u64;
+    let mut at = |src, t: u64, path: &str| {
+        s.set_packet(src, t * sec);
+        s.scan_requests(get(path).as_bytes()).map(|h| h.meta.id)
+    };
+    assert_eq!(at(s1, 0, "/lim"), Some(1));
+    assert_eq!(at(s1, 1, "/lim"), None, "limit 1 per 60 s");
+    assert_eq!(at(s2, 2, "/lim"), Some(1), "another source counts apart");
+    assert_eq!(
+        at(s1, 60, "/lim"),
+        None,
+        "the window is 60 s, ends included"
+    );
+    assert_eq!(at(s1, 61, "/lim"), Some(1), "a new window");
+    assert_eq!(at(s1, 200, "/lim"), Some(1), "a new window");
+    assert_eq!(at(s1, 0, "/df"), None);
+    assert_eq!(at(s1, 1, "/df"), None);
+    assert_eq!(at(s1, 2, "/df"), Some(2), "past the count");
+    assert_eq!(at(s1, 3, "/df"), Some(2));
 }

@@ -17,9 +17,10 @@ use hyperscan::{
     BlockDatabase, Builder, Matching, Pattern, PatternFlags, Patterns, Scratch, Stream,
     StreamingDatabase,
 };
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use verify::{Detect, View, Views, N_VIEWS};
+use verify::{Detect, Flowbit, ThresholdState, View, Views, N_VIEWS};
 
 /// Which view of the request a pattern is matched against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
@@ -230,6 +231,21 @@ struct SuriRule {
     detect: Box<Detect>,
     /// Has an `http.request_body` section: verified when the body is in.
     body: bool,
+    /// Flowbit operations with the bits numbered (set-wide).
+    bits: Vec<(BitOp, u16)>,
+    /// Sets, unsets or toggles a bit: verified before the rules that only
+    /// test bits (Suricata orders flowbit setters first).
+    setter: bool,
+}
+
+/// A flowbit operation on a numbered bit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BitOp {
+    Set,
+    Unset,
+    Toggle,
+    IsSet,
+    IsNotSet,
 }
 
 /// The Suricata rules of a set.
@@ -245,6 +261,20 @@ struct SuriSet {
     need: [bool; N_VIEWS],
     /// Some rule needs the request body.
     any_body: bool,
+    /// Flowbit names, numbered in order of first use.
+    bit_names: Vec<String>,
+}
+
+impl SuriSet {
+    fn bit(&mut self, name: &str) -> u16 {
+        match self.bit_names.iter().position(|n| n == name) {
+            Some(i) => i as u16,
+            None => {
+                self.bit_names.push(name.to_string());
+                (self.bit_names.len() - 1) as u16
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SignatureSet {
@@ -467,10 +497,26 @@ impl SignatureSet {
                 }
                 let needs_body = detect.needs_body();
                 set.suri.any_body |= needs_body;
+                let bits: Vec<(BitOp, u16)> = detect
+                    .flowbits
+                    .iter()
+                    .map(|f| match f {
+                        Flowbit::Set(n) => (BitOp::Set, set.suri.bit(n)),
+                        Flowbit::Unset(n) => (BitOp::Unset, set.suri.bit(n)),
+                        Flowbit::Toggle(n) => (BitOp::Toggle, set.suri.bit(n)),
+                        Flowbit::IsSet(n) => (BitOp::IsSet, set.suri.bit(n)),
+                        Flowbit::IsNotSet(n) => (BitOp::IsNotSet, set.suri.bit(n)),
+                    })
+                    .collect();
+                let setter = bits
+                    .iter()
+                    .any(|b| matches!(b.0, BitOp::Set | BitOp::Unset | BitOp::Toggle));
                 set.suri.rules.push(SuriRule {
                     ri,
                     detect,
                     body: needs_body,
+                    bits,
+                    setter,
                 });
                 origins.push((rule.origin, meta.id));
                 set.rule_conds.push(Vec::new());
@@ -630,6 +676,9 @@ pub struct RequestScan {
     shead: Option<Box<(Vec<u8>, Head)>>,
     /// The body prefix those rules verify, at most [`verify::BODY_LIMIT`].
     sbody: Vec<u8>,
+    /// The flow's flowbits that are set: kept from request to request
+    /// (only this field survives the end of a request).
+    flowbits: Vec<u16>,
 }
 
 /// Bytes of context quoted before a match in an alert's reason.
@@ -680,7 +729,16 @@ pub struct Scanner {
     /// Request bodies longer than [`verify::BODY_LIMIT`]: the rest was not
     /// verified by body rules (as in Suricata past its request-body-limit).
     body_truncated: u64,
+    /// Source and time (ns) of the packet being inspected, for thresholds.
+    packet: (IpAddr, u64),
+    /// Threshold state per (rule index, source); bounded by
+    /// [`THRESHOLD_ENTRIES`].
+    thresholds: std::collections::HashMap<(usize, IpAddr), Option<ThresholdState>>,
 }
+
+/// Threshold entries per shard. When full, entries whose window has passed
+/// are dropped; if none has, the table is emptied (counting restarts).
+pub const THRESHOLD_ENTRIES: usize = 65_536;
 
 impl Drop for Scanner {
     fn drop(&mut self) {
@@ -754,6 +812,8 @@ impl Scanner {
             views: Views::default(),
             cands: Vec::new(),
             body_truncated: 0,
+            packet: (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            thresholds: Default::default(),
             set,
         })
     }
@@ -767,6 +827,14 @@ impl Scanner {
     /// stats after every scan).
     pub fn take_scan_errors(&mut self) -> u64 {
         std::mem::take(&mut self.scan_errors)
+    }
+
+    /// The source and time (ns) of the packet whose bytes are inspected
+    /// next: Suricata `threshold`/`detection_filter` count per source in
+    /// packet time. Without it, every request counts as from `0.0.0.0` at
+    /// time 0.
+    pub fn set_packet(&mut self, src: IpAddr, ts_ns: u64) {
+        self.packet = (src, ts_ns);
     }
 
     /// Request bodies whose bytes past [`verify::BODY_LIMIT`] were not
@@ -848,7 +916,7 @@ impl Scanner {
         if set.suri.any_body && !matches!(head.framing, Framing::Empty | Framing::Length(0)) {
             rs.shead = Some(Box::new((buf.to_vec(), head.clone())));
         }
-        self.suri_eval(false)
+        self.suri_eval(rs, false)
     }
 
     /// Adds body bytes for Suricata body rules; verifies them once the
@@ -873,13 +941,13 @@ impl Scanner {
         self.views.build(buf, head, &self.set.suri.need);
         self.views.set_body(Some(&rs.sbody));
         rs.sbody = Vec::new();
-        self.suri_eval(true)
+        self.suri_eval(rs, true)
     }
 
     /// Prefilters the Suricata rules on the built views and verifies the
     /// candidates (those with a body section when `body`, else the others),
     /// in rule order. Returns the first that matches.
-    fn suri_eval(&mut self, body: bool) -> Option<Hit> {
+    fn suri_eval(&mut self, rs: &mut RequestScan, body: bool) -> Option<Hit> {
         let set = self.set.clone();
         let suri = &set.suri;
         self.cands.clear();
@@ -904,29 +972,84 @@ impl Scanner {
         self.cands.extend_from_slice(&suri.always);
         self.cands.sort_unstable();
         self.cands.dedup();
-        for &si in &self.cands {
-            let Some(r) = suri.rules.get(si) else {
-                continue;
-            };
-            if r.body != body || set.dead.get(r.ri).copied().unwrap_or(true) {
-                continue;
+        let mut hit = None;
+        let cands = std::mem::take(&mut self.cands);
+        // Flowbit setters first (as Suricata orders them), then the rest;
+        // each in rule order. Setters are all evaluated, so later requests
+        // of the flow see every bit a matching rule sets.
+        for setters in [true, false] {
+            for &si in &cands {
+                let Some(r) = suri.rules.get(si) else {
+                    continue;
+                };
+                if r.setter != setters
+                    || r.body != body
+                    || set.dead.get(r.ri).copied().unwrap_or(true)
+                    || (hit.is_some() && !setters)
+                {
+                    continue;
+                }
+                let bits_hold = r.bits.iter().all(|&(op, b)| match op {
+                    BitOp::IsSet => rs.flowbits.contains(&b),
+                    BitOp::IsNotSet => !rs.flowbits.contains(&b),
+                    _ => true,
+                });
+                if !bits_hold {
+                    continue;
+                }
+                let Some((view, end)) = r.detect.matches(&self.views) else {
+                    continue;
+                };
+                for &(op, b) in &r.bits {
+                    let pos = rs.flowbits.iter().position(|&x| x == b);
+                    match (op, pos) {
+                        (BitOp::Set, None) | (BitOp::Toggle, None) => rs.flowbits.push(b),
+                        (BitOp::Unset, Some(i)) | (BitOp::Toggle, Some(i)) => {
+                            rs.flowbits.swap_remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                if r.detect.noalert || hit.is_some() {
+                    continue;
+                }
+                if let Some(t) = &r.detect.threshold {
+                    if !self.threshold(r.ri, t) {
+                        continue;
+                    }
+                }
+                let Some((meta, action, reason)) = set.rules.get(r.ri) else {
+                    continue;
+                };
+                let data = self.views.get(view).unwrap_or(&[]);
+                let end = end.min(data.len());
+                let start = end.saturating_sub(EXCERPT);
+                hit = Some(Hit {
+                    meta: meta.clone(),
+                    action: *action,
+                    reason: reason.clone(),
+                    buffer: view.buffer(),
+                    excerpt: String::from_utf8_lossy(&data[start..end]).into_owned(),
+                });
             }
-            let Some((view, end)) = r.detect.matches(&self.views) else {
-                continue;
-            };
-            let (meta, action, reason) = set.rules.get(r.ri)?;
-            let data = self.views.get(view).unwrap_or(&[]);
-            let end = end.min(data.len());
-            let start = end.saturating_sub(EXCERPT);
-            return Some(Hit {
-                meta: meta.clone(),
-                action: *action,
-                reason: reason.clone(),
-                buffer: view.buffer(),
-                excerpt: String::from_utf8_lossy(&data[start..end]).into_owned(),
-            });
         }
-        None
+        self.cands = cands;
+        hit
+    }
+
+    /// Counts a match of rule `ri` from the current packet's source;
+    /// whether it alerts.
+    fn threshold(&mut self, ri: usize, t: &verify::Threshold) -> bool {
+        let (src, now) = self.packet;
+        if self.thresholds.len() >= THRESHOLD_ENTRIES && !self.thresholds.contains_key(&(ri, src)) {
+            self.thresholds
+                .retain(|_, st| st.as_ref().is_some_and(|s| s.active(now)));
+            if self.thresholds.len() >= THRESHOLD_ENTRIES {
+                self.thresholds.clear();
+            }
+        }
+        let st = self.thresholds.entry((ri, src)).or_insert(None);
+        t.check(st, now)
     }
 
     /// Scans the next piece of the current request's body (chunked coding
@@ -939,6 +1062,7 @@ impl Scanner {
             *rs = RequestScan {
                 generation: self.set.generation,
                 norm: rs.norm.take(),
+                flowbits: std::mem::take(&mut rs.flowbits),
                 ..Default::default()
             };
         }
@@ -995,7 +1119,11 @@ impl Scanner {
             }
         }
         self.body_out = out;
-        *rs = RequestScan::default();
+        let flowbits = std::mem::take(&mut rs.flowbits);
+        *rs = RequestScan {
+            flowbits,
+            ..Default::default()
+        };
         hit
     }
 

@@ -8,7 +8,9 @@
 //! and its modifiers `nocase`, `offset`, `depth`, `distance`, `within`,
 //! `startswith`, `endswith`, `fast_pattern`, negation; `pcre` (PCRE2, with
 //! `i s m x`, `R` and the buffer flags `U I P H D M C V W Z`); `isdataat`;
-//! `bsize`; `urilen`; the sticky buffers of the request (`http.method`,
+//! `bsize`; `urilen`; `flowbits` (`set`, `unset`, `toggle`, `isset`,
+//! `isnotset`, `noalert`) within a flow; `threshold` and `detection_filter`
+//! tracked `by_src` in packet time; the sticky buffers of the request (`http.method`,
 //! `http.uri`, `http.uri.raw`, `http.header`, `http.cookie`, ...,
 //! `http.request_body`) and the older `http_*` modifiers. Ignored because
 //! they do not change what matches: `metadata`, `reference`, `target`,
@@ -19,10 +21,12 @@
 //! what these rules describe. Skipped with a reason: literal addresses,
 //! ports other than `any`, response buffers and `flow:to_client`,
 //! `file.data` on requests, content on the raw stream payload (no HTTP
-//! buffer), `threshold`, `detection_filter`, `flowbits`, byte tests,
-//! base64 and every keyword not listed above.
+//! buffer), thresholds not tracked by source, flowbit expressions, byte
+//! tests, base64 and every keyword not listed above.
 
-use super::verify::{compile_pcre, Content, Detect, Item, Pcre, View};
+use super::verify::{
+    compile_pcre, Content, Detect, Flowbit, Item, Pcre, Threshold, ThresholdKind, View,
+};
 use super::{Action, Rejected, SigRule};
 use crate::rules::RuleMeta;
 use std::borrow::Cow;
@@ -207,6 +211,9 @@ fn parse_rule(text: &str) -> Result<SigRule, Fail> {
     // Items in rule order with their buffer (None: the stream payload).
     let mut items: Vec<(Option<View>, Item)> = Vec::new();
     let mut sticky: Option<View> = None;
+    let mut flowbits: Vec<Flowbit> = Vec::new();
+    let mut noalert = false;
+    let mut threshold: Option<Threshold> = None;
 
     for (key, val) in &opts {
         let v = val.as_deref().unwrap_or("").trim();
@@ -247,6 +254,34 @@ fn parse_rule(text: &str) -> Result<SigRule, Fail> {
                 }
             }
             k if IGNORED.contains(&k) => {}
+            "threshold" | "detection_filter" => {
+                if threshold.is_some() {
+                    return Err(fail("more than one threshold/detection_filter".into()));
+                }
+                threshold = Some(parse_threshold(k, v).map_err(fail)?);
+            }
+            "flowbits" => {
+                let (op, name) = match v.split_once(',') {
+                    Some((o, n)) => (o.trim(), n.trim()),
+                    None => (v, ""),
+                };
+                if name.contains(['|', '&']) {
+                    return Err(fail(format!("flowbits `{v}`: bit expressions do not map")));
+                }
+                let name = name.to_string();
+                flowbits.push(match op {
+                    "noalert" => {
+                        noalert = true;
+                        continue;
+                    }
+                    "set" => Flowbit::Set(name),
+                    "unset" => Flowbit::Unset(name),
+                    "toggle" => Flowbit::Toggle(name),
+                    "isset" => Flowbit::IsSet(name),
+                    "isnotset" => Flowbit::IsNotSet(name),
+                    other => return Err(fail(format!("flowbits `{other}` does not map"))),
+                });
+            }
             "content" => {
                 let (negated, raw) = match v.strip_prefix('!') {
                     Some(r) => (true, r.trim()),
@@ -374,7 +409,12 @@ fn parse_rule(text: &str) -> Result<SigRule, Fail> {
             }
         }
     }
-    let mut detect = Detect::default();
+    let mut detect = Detect {
+        flowbits,
+        noalert,
+        threshold,
+        ..Default::default()
+    };
     for (view, item) in items {
         let Some(view) = view else {
             return Err(fail(
@@ -415,6 +455,51 @@ fn parse_rule(text: &str) -> Result<SigRule, Fail> {
         detect: Some(Box::new(detect)),
         origin: String::new(),
     })
+}
+
+/// `threshold:type limit, track by_src, count 1, seconds 60` or
+/// `detection_filter:track by_src, count 5, seconds 60`. Only `by_src` maps:
+/// shards are keyed by source, so other tracking would be split.
+fn parse_threshold(k: &str, v: &str) -> Result<Threshold, String> {
+    let mut kind = (k == "detection_filter").then_some(ThresholdKind::Detection);
+    let (mut count, mut seconds, mut track) = (None, None, None);
+    for part in v.split(',') {
+        let mut it = part.split_whitespace();
+        let (Some(key), Some(val), None) = (it.next(), it.next(), it.next()) else {
+            return Err(format!("{k} `{v}` does not parse"));
+        };
+        match key {
+            "type" if k == "threshold" => {
+                kind = Some(match val {
+                    "limit" => ThresholdKind::Limit,
+                    "threshold" => ThresholdKind::Threshold,
+                    "both" => ThresholdKind::Both,
+                    other => return Err(format!("{k} type `{other}` does not map")),
+                })
+            }
+            "track" => track = Some(val),
+            "count" => count = val.parse::<u32>().ok(),
+            "seconds" => seconds = val.parse::<u64>().ok(),
+            other => return Err(format!("{k} option `{other}` does not map")),
+        }
+    }
+    match track {
+        Some("by_src") => {}
+        Some(t) => {
+            return Err(format!(
+                "{k} track {t}: only by_src maps (shards are keyed by source)"
+            ))
+        }
+        None => return Err(format!("{k} without track")),
+    }
+    match (kind, count, seconds) {
+        (Some(kind), Some(count), Some(seconds)) => Ok(Threshold {
+            kind,
+            count,
+            seconds,
+        }),
+        _ => Err(format!("{k} `{v}` needs type, count and seconds")),
+    }
 }
 
 /// `N`, `<N`, `>N`, `<=N`, `>=N`, `N<>M` (exclusive, as in Suricata).
@@ -650,7 +735,7 @@ alert http any any -> any any (msg:"resp"; flow:established,to_client; http.stat
 alert tcp any any -> any any (msg:"raw"; content:"x"; sid:6;)
 alert http any any -> any any (msg:"no sid"; content:"x";)
 alert http any any -> any any (msg:"quote in pcre"; http.uri; pcre:"/a"b/"; sid:7;)
-alert http any any -> any any (msg:"thr"; http.uri; content:"a"; threshold:type limit, track by_src, count 1, seconds 60; sid:8;)
+alert http any any -> any any (msg:"thr"; http.uri; content:"a"; threshold:type limit, track by_dst, count 1, seconds 60; sid:8;)
 "#;
         let (ok, bad) = parse(text, "t.rules");
         let ids: Vec<Option<u32>> = bad.iter().map(|r| r.id).collect();

@@ -316,11 +316,117 @@ pub struct Section {
     pub items: Vec<Item>,
 }
 
-/// What a Suricata rule matches: every section.
+/// What a `threshold` or `detection_filter` counts (per source, in
+/// packet time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdKind {
+    /// `type limit`: at most `count` alerts per window.
+    Limit,
+    /// `type threshold`: one alert every `count` matches in a window.
+    Threshold,
+    /// `type both`: one alert per window, at the `count`th match.
+    Both,
+    /// `detection_filter`: alerts on every match past the `count`th.
+    Detection,
+}
+
+/// A `threshold`/`detection_filter` tracked `by_src`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threshold {
+    /// How matches are counted.
+    pub kind: ThresholdKind,
+    /// `count`.
+    pub count: u32,
+    /// `seconds`.
+    pub seconds: u64,
+}
+
+/// A threshold's state for one (rule, source): window start and matches.
+#[derive(Clone, Copy, Debug)]
+pub struct ThresholdState {
+    start_ns: u64,
+    count: u32,
+}
+
+impl ThresholdState {
+    /// Within a window that may still count (a day at most).
+    pub fn active(&self, now_ns: u64) -> bool {
+        now_ns <= self.start_ns.saturating_add(86_400 * 1_000_000_000)
+    }
+}
+
+impl Threshold {
+    /// Counts a match at `now_ns` into `state` (None: the first for this
+    /// rule and source) as Suricata does; returns whether it alerts.
+    pub fn check(&self, state: &mut Option<ThresholdState>, now_ns: u64) -> bool {
+        let Some(st) = state.as_mut() else {
+            *state = Some(ThresholdState {
+                start_ns: now_ns,
+                count: 1,
+            });
+            return match self.kind {
+                ThresholdKind::Limit => true,
+                ThresholdKind::Threshold | ThresholdKind::Both => self.count <= 1,
+                ThresholdKind::Detection => self.count == 0,
+            };
+        };
+        let within = now_ns
+            <= st
+                .start_ns
+                .saturating_add(self.seconds.saturating_mul(1_000_000_000));
+        if !within {
+            st.start_ns = now_ns;
+            st.count = 1;
+            return match self.kind {
+                ThresholdKind::Limit => true,
+                ThresholdKind::Both => self.count <= 1,
+                ThresholdKind::Threshold => false,
+                ThresholdKind::Detection => self.count == 0,
+            };
+        }
+        st.count = st.count.saturating_add(1);
+        match self.kind {
+            ThresholdKind::Limit => st.count <= self.count,
+            ThresholdKind::Threshold => {
+                let fire = st.count >= self.count;
+                if fire {
+                    st.count = 0;
+                }
+                fire
+            }
+            ThresholdKind::Both => st.count == self.count,
+            ThresholdKind::Detection => st.count > self.count,
+        }
+    }
+}
+
+/// A `flowbits` operation on one named bit of the flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flowbit {
+    /// `set`: after the rule matches.
+    Set(String),
+    /// `unset`.
+    Unset(String),
+    /// `toggle`.
+    Toggle(String),
+    /// `isset`: a condition of the rule.
+    IsSet(String),
+    /// `isnotset`.
+    IsNotSet(String),
+}
+
+/// What a Suricata rule matches: every section, then its flowbit
+/// conditions; and what a match does besides alerting.
 #[derive(Clone, Debug, Default)]
 pub struct Detect {
     /// One per buffer used, in order of first use.
     pub sections: Vec<Section>,
+    /// `flowbits` in rule order.
+    pub flowbits: Vec<Flowbit>,
+    /// `flowbits:noalert`: a match only sets bits.
+    pub noalert: bool,
+    /// `threshold` or `detection_filter` (by source).
+    pub threshold: Option<Threshold>,
 }
 
 impl Detect {
@@ -1013,6 +1119,40 @@ mod tests {
         assert!(!sec(vec![pcre(r"(['\x22])x\1", false)], "a'x\""));
         assert!(sec(vec![pcre(r"foo(?!bar)", false)], "foobaz"));
         assert!(!sec(vec![pcre(r"foo(?!bar)", false)], "foobar"));
+    }
+
+    #[test]
+    fn thresholds_count_as_suricata() {
+        let s = 1_000_000_000u64;
+        let run = |kind, count, times: &[u64]| {
+            let t = Threshold {
+                kind,
+                count,
+                seconds: 60,
+            };
+            let mut st = None;
+            times
+                .iter()
+                .map(|&x| t.check(&mut st, x * s))
+                .collect::<Vec<bool>>()
+        };
+        use ThresholdKind::{Both, Detection, Limit};
+        assert_eq!(
+            run(Limit, 2, &[0, 1, 2, 61, 62]),
+            [true, true, false, true, true]
+        );
+        assert_eq!(
+            run(ThresholdKind::Threshold, 3, &[0, 1, 2, 3, 4, 5]),
+            [false, false, true, false, false, true]
+        );
+        assert_eq!(
+            run(Both, 2, &[0, 1, 2, 3, 70, 71]),
+            [false, true, false, false, false, true]
+        );
+        assert_eq!(
+            run(Detection, 2, &[0, 1, 2, 3, 100]),
+            [false, false, true, true, false]
+        );
     }
 
     #[test]
