@@ -357,3 +357,26 @@ fn threshold_and_detection_filter_count_per_source_in_packet_time() {
     assert_eq!(at(s1, 2, "/df"), Some(2), "past the count");
     assert_eq!(at(s1, 3, "/df"), Some(2));
 }
+
+#[test]
+fn body_bytes_held_for_body_rules_are_given_back() {
+    let rules = format!("{H} (msg:\"b\"; http.request_body; content:\"EVIL\"; sid:1;)\n");
+    let (ok, _) = suricata::parse(&rules, "t.rules");
+    let set = SignatureSet::compile(ok, &mut RuleBook::builtin()).unwrap();
+    let mut s = Scanner::new(Arc::new(set)).unwrap();
+    let head = b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n";
+    let parsed = flowgate::http::head::parse(head).unwrap();
+    let mut rs = flowgate::signature::RequestScan::default();
+    assert!(s.head(&mut rs, head, &parsed).is_none());
+    assert!(s.body(&mut rs, b"a=1&b=").is_none());
+    assert!(s.body_held() >= head.len() + 6, "{}", s.body_held());
+    // A flow evicted mid-request gives its bytes back.
+    drop(rs);
+    assert_eq!(s.body_held(), 0);
+    let mut rs = flowgate::signature::RequestScan::default();
+    assert!(s.head(&mut rs, head, &parsed).is_none());
+    assert!(s.body(&mut rs, b"x=EVIL").is_none());
+    assert_eq!(s.end(&mut rs).map(|h| h.meta.id), Some(1));
+    assert_eq!(s.body_held(), 0);
+    assert_eq!(s.take_body_unverified(), 0);
+}

@@ -679,6 +679,44 @@ pub struct RequestScan {
     /// The flow's flowbits that are set: kept from request to request
     /// (only this field survives the end of a request).
     flowbits: Vec<u16>,
+    /// What `shead` and `sbody` hold, counted against the shard's
+    /// [`SURI_HOLD_BUDGET`] and given back when dropped.
+    sheld: Option<Held>,
+}
+
+/// Bytes one shard's flows may hold for Suricata body rules (kept heads
+/// and body prefixes). A request that would exceed it is not verified by
+/// body rules (counted, [`Scanner::take_body_unverified`]) rather than
+/// verified on part of its body.
+pub const SURI_HOLD_BUDGET: usize = 64 << 20;
+
+/// Bytes held by one request against the shard's budget.
+#[derive(Debug)]
+struct Held {
+    used: Arc<std::sync::atomic::AtomicUsize>,
+    n: usize,
+}
+
+impl Held {
+    fn take(&mut self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        // One shard thread owns every handle: load-then-store is not racy.
+        let used = self.used.load(Relaxed);
+        if used.saturating_add(n) > SURI_HOLD_BUDGET {
+            return false;
+        }
+        self.used.store(used + n, Relaxed);
+        self.n += n;
+        true
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let used = self.used.load(Relaxed);
+        self.used.store(used.saturating_sub(self.n), Relaxed);
+    }
 }
 
 /// Bytes of context quoted before a match in an alert's reason.
@@ -729,6 +767,11 @@ pub struct Scanner {
     /// Request bodies longer than [`verify::BODY_LIMIT`]: the rest was not
     /// verified by body rules (as in Suricata past its request-body-limit).
     body_truncated: u64,
+    /// Requests with a body not verified by Suricata body rules because the
+    /// shard's [`SURI_HOLD_BUDGET`] was spent.
+    body_unverified: u64,
+    /// Bytes held for Suricata body rules by this shard's flows.
+    held: Arc<std::sync::atomic::AtomicUsize>,
     /// Source and time (ns) of the packet being inspected, for thresholds.
     packet: (IpAddr, u64),
     /// Threshold state per (rule index, source); bounded by
@@ -812,6 +855,8 @@ impl Scanner {
             views: Views::default(),
             cands: Vec::new(),
             body_truncated: 0,
+            body_unverified: 0,
+            held: Default::default(),
             packet: (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             thresholds: Default::default(),
             set,
@@ -835,6 +880,18 @@ impl Scanner {
     /// time 0.
     pub fn set_packet(&mut self, src: IpAddr, ts_ns: u64) {
         self.packet = (src, ts_ns);
+    }
+
+    /// Requests with a body that Suricata body rules did not verify
+    /// because the shard's [`SURI_HOLD_BUDGET`] was spent, since the last
+    /// call.
+    pub fn take_body_unverified(&mut self) -> u64 {
+        std::mem::take(&mut self.body_unverified)
+    }
+
+    /// Bytes held now for Suricata body rules (heads and body prefixes).
+    pub fn body_held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Request bodies whose bytes past [`verify::BODY_LIMIT`] were not
@@ -913,8 +970,18 @@ impl Scanner {
         }
         self.views.build(buf, head, &set.suri.need);
         self.views.set_body(None);
+        rs.sheld = None;
         if set.suri.any_body && !matches!(head.framing, Framing::Empty | Framing::Length(0)) {
-            rs.shead = Some(Box::new((buf.to_vec(), head.clone())));
+            let mut held = Held {
+                used: self.held.clone(),
+                n: 0,
+            };
+            if held.take(buf.len()) {
+                rs.shead = Some(Box::new((buf.to_vec(), head.clone())));
+                rs.sheld = Some(held);
+            } else {
+                self.body_unverified += 1;
+            }
         }
         self.suri_eval(rs, false)
     }
@@ -924,7 +991,15 @@ impl Scanner {
     fn suri_body(&mut self, rs: &mut RequestScan, data: &[u8]) -> Option<Hit> {
         rs.shead.as_ref()?;
         let room = verify::BODY_LIMIT.saturating_sub(rs.sbody.len());
-        rs.sbody.extend_from_slice(&data[..room.min(data.len())]);
+        let n = room.min(data.len());
+        if !rs.sheld.as_mut().is_some_and(|h| h.take(n)) {
+            rs.shead = None;
+            rs.sbody = Vec::new();
+            rs.sheld = None;
+            self.body_unverified += 1;
+            return None;
+        }
+        rs.sbody.extend_from_slice(&data[..n]);
         if rs.sbody.len() < verify::BODY_LIMIT {
             return None;
         }
@@ -941,7 +1016,9 @@ impl Scanner {
         self.views.build(buf, head, &self.set.suri.need);
         self.views.set_body(Some(&rs.sbody));
         rs.sbody = Vec::new();
-        self.suri_eval(rs, true)
+        let hit = self.suri_eval(rs, true);
+        rs.sheld = None;
+        hit
     }
 
     /// Prefilters the Suricata rules on the built views and verifies the
