@@ -159,7 +159,10 @@ def main():
     rnd = random.Random(seed + 1)
     reqs = []
     for r in rules:
-        reqs.append(request(r))
+        try:
+            reqs.append(request(r))
+        except ValueError:
+            continue  # not a well-formed rule
         if os.environ.get("MUTATE") == "1":
             reqs.append(request(r, rnd))
     for i, req in enumerate(reqs):

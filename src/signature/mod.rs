@@ -117,6 +117,9 @@ impl Rejected {
         if r.starts_with("address ") {
             return "literal address".into();
         }
+        if r.starts_with("invalid sid") {
+            return "invalid sid".into();
+        }
         if r.starts_with("rule ") {
             return format!("Hyperscan: {}", r.rsplit(": ").next().unwrap_or(r));
         }
