@@ -782,6 +782,8 @@ impl ShardEngine {
         let Some(scanner) = self.scanner.as_mut() else {
             return StreamOutcome::Allow;
         };
+        // Suricata thresholds count per source in packet time.
+        scanner.set_packet(pkt.src, ts);
         let lim = &self.limits;
         let mut parsed = match flow.http.place(pkt.tcp_seq, pkt.payload, lim) {
             Placed::Old | Placed::Queued => Parsed::More,

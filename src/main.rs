@@ -124,10 +124,15 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "built-in defaults".into());
+                // Load and compile the rules exactly as `analyze` and `live`
+                // do: a set they would refuse fails the check.
+                let set = Ruleset::load(&cfg.signatures)?;
                 emit(&format!(
-                    "config OK ({from}; {} shard(s), mode {:?})\n",
+                    "config OK ({from}; {} shard(s), mode {:?}; {} signature rule(s), {} skipped)\n",
                     cfg.shards(),
-                    cfg.engine.mode
+                    cfg.engine.mode,
+                    set.signature_count(),
+                    set.rejected.len()
                 ));
                 Ok(ExitCode::SUCCESS)
             }
@@ -342,6 +347,12 @@ fn rules_check(files: &[std::path::PathBuf]) -> anyhow::Result<ExitCode> {
     }
     for r in &set.rejected {
         emit(&format!("  skipped {r}\n"));
+    }
+    if !set.rejected.is_empty() {
+        emit("skip reasons:\n");
+        for (kind, n) in set.reasons() {
+            emit(&format!("  {kind}: {n}\n"));
+        }
     }
     emit(&format!(
         "compiled {} rule(s) in {:.2} s\n",

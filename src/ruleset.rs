@@ -96,12 +96,40 @@ impl Ruleset {
             return Err(RulesetError::Strict(set.rejected));
         }
         let compiled = SignatureSet::compile(rules, &mut set.book)?;
-        set.signatures = (!compiled.is_empty()).then(|| Arc::new(compiled));
+        for r in &compiled.rejected {
+            // Count a rule Hyperscan refused against its file.
+            let file = r.origin.rsplit_once(':').map_or(r.origin.as_str(), |x| x.0);
+            if let Some(f) = set
+                .files
+                .iter_mut()
+                .find(|f| f.path.display().to_string() == file)
+            {
+                f.loaded = f.loaded.saturating_sub(1);
+                f.rejected += 1;
+            }
+        }
+        set.rejected.extend(compiled.rejected.iter().cloned());
+        if cfg.strict && !set.rejected.is_empty() {
+            return Err(RulesetError::Strict(set.rejected));
+        }
+        set.signatures = (compiled.live_count() > 0).then(|| Arc::new(compiled));
         Ok(set)
     }
 
-    /// Signature rules compiled (behavioural rules not counted).
+    /// Signature rules that can fire (behavioural rules and skipped rules
+    /// not counted).
     pub fn signature_count(&self) -> usize {
-        self.signatures.as_ref().map_or(0, |s| s.len())
+        self.signatures.as_ref().map_or(0, |s| s.live_count())
+    }
+
+    /// Skip reasons grouped by kind, most frequent first (`rules check`).
+    pub fn reasons(&self) -> Vec<(String, usize)> {
+        let mut m: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in &self.rejected {
+            *m.entry(r.kind()).or_default() += 1;
+        }
+        let mut v: Vec<(String, usize)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
     }
 }

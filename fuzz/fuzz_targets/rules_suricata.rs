@@ -7,7 +7,11 @@ fn main() {
         let text = String::from_utf8_lossy(data);
         let (ok, _rejected) = suricata::parse(&text, "fuzz.rules");
         for r in &ok {
-            assert!(!r.conds.is_empty(), "rule {} without conditions", r.meta.id);
+            assert!(
+                r.detect.as_ref().is_some_and(|d| !d.sections.is_empty()),
+                "rule {} without conditions",
+                r.meta.id
+            );
         }
     });
 }

@@ -8,16 +8,19 @@
 
 pub mod native;
 pub mod suricata;
+pub mod verify;
 
-use crate::http::{self, BodyKind, Head, Norm, Normalizer};
+use crate::http::{self, BodyKind, Framing, Head, Norm, Normalizer};
 use crate::rules::{RuleBook, RuleId, RuleMeta};
 use crate::stream::{Budget, Event, HttpFlow, Limits};
 use hyperscan::{
     BlockDatabase, Builder, Matching, Pattern, PatternFlags, Patterns, Scratch, Stream,
     StreamingDatabase,
 };
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use verify::{Detect, Flowbit, ThresholdState, View, Views, N_VIEWS};
 
 /// Which view of the request a pattern is matched against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
@@ -81,8 +84,15 @@ pub struct SigRule {
     /// Explanation put in the alert's reason (the rule's `reason`, else
     /// its `msg`).
     pub reason: String,
-    /// Patterns that must all match, each in its buffer; never empty.
+    /// Patterns that must all match, each in its buffer (flowgate rules;
+    /// empty for a Suricata rule, which has `detect` instead).
     pub conds: Vec<Cond>,
+    /// A Suricata rule: its keywords, verified exactly after a Hyperscan
+    /// prefilter on its fast pattern.
+    pub detect: Option<Box<Detect>>,
+    /// Where the rule is (`file:line`, or `file` for TOML rules), for
+    /// messages about it.
+    pub origin: String,
 }
 
 /// A rule that could not be loaded, with why. Never dropped silently.
@@ -94,6 +104,30 @@ pub struct Rejected {
     pub id: Option<RuleId>,
     /// Why it does not map (the keyword or construct at fault).
     pub reason: String,
+}
+
+impl Rejected {
+    /// The reason without its particulars, to group skipped rules
+    /// (`keyword \`flowbits\``, `port-restricted`, `Hyperscan: ...`).
+    pub fn kind(&self) -> String {
+        let r = self.reason.as_str();
+        if r.starts_with("port ") {
+            return "port-restricted".into();
+        }
+        if r.starts_with("address ") {
+            return "literal address".into();
+        }
+        if r.starts_with("invalid sid") {
+            return "invalid sid".into();
+        }
+        if r.starts_with("rule ") {
+            return format!("Hyperscan: {}", r.rsplit(": ").next().unwrap_or(r));
+        }
+        if let Some(k) = r.strip_prefix("keyword ") {
+            return k.split(" does").next().unwrap_or(k).to_string();
+        }
+        r.split(": ").next().unwrap_or(r).to_string()
+    }
 }
 
 impl std::fmt::Display for Rejected {
@@ -135,15 +169,25 @@ pub enum RuleFileError {
 /// Loads rules from a file: `.toml` in flowgate's format, anything else as
 /// Suricata rules. Returns the rules that load and those that do not.
 pub fn load_file(path: &Path) -> Result<(Vec<SigRule>, Vec<Rejected>), RuleFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RuleFileError::Read {
+    let bytes = std::fs::read(path).map_err(|source| RuleFileError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let origin = path.display().to_string();
     if path.extension().is_some_and(|e| e == "toml") {
-        native::parse(&text, &origin).map(|r| (r, Vec::new()))
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            RuleFileError::Invalid {
+                origin: format!("{origin}:{line}"),
+                message: "not UTF-8".into(),
+            }
+        })?;
+        native::parse(text, &origin).map(|r| (r, Vec::new()))
     } else {
-        Ok(suricata::parse(&text, &origin))
+        Ok(suricata::parse_bytes(&bytes, &origin))
     }
 }
 
@@ -174,6 +218,66 @@ pub struct SignatureSet {
     raw: Option<StreamingDatabase>,
     /// Tells sets apart: a flow's saved stream state belongs to one set.
     generation: u64,
+    /// Suricata rules: prefilter databases and exact verification.
+    suri: SuriSet,
+    /// Rules Hyperscan refused (each alone, or found by isolating it in a
+    /// combined build): skipped, the rest compiled.
+    pub rejected: Vec<Rejected>,
+    /// Per rule: skipped at compile time (never fires).
+    dead: Vec<bool>,
+}
+
+/// One loaded Suricata rule.
+struct SuriRule {
+    /// Index in `SignatureSet::rules`.
+    ri: usize,
+    detect: Box<Detect>,
+    /// Has an `http.request_body` section: verified when the body is in.
+    body: bool,
+    /// Flowbit operations with the bits numbered (set-wide).
+    bits: Vec<(BitOp, u16)>,
+    /// Sets, unsets or toggles a bit: verified before the rules that only
+    /// test bits (Suricata orders flowbit setters first).
+    setter: bool,
+}
+
+/// A flowbit operation on a numbered bit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BitOp {
+    Set,
+    Unset,
+    Toggle,
+    IsSet,
+    IsNotSet,
+}
+
+/// The Suricata rules of a set.
+#[derive(Default)]
+struct SuriSet {
+    rules: Vec<SuriRule>,
+    /// Per view: block-mode database of the rules' prefilter patterns
+    /// (pattern id = index in `rules`).
+    pre: Vec<Option<BlockDatabase>>,
+    /// Rules with no usable prefilter: verified on every request.
+    always: Vec<usize>,
+    /// Views some rule uses.
+    need: [bool; N_VIEWS],
+    /// Some rule needs the request body.
+    any_body: bool,
+    /// Flowbit names, numbered in order of first use.
+    bit_names: Vec<String>,
+}
+
+impl SuriSet {
+    fn bit(&mut self, name: &str) -> u16 {
+        match self.bit_names.iter().position(|n| n == name) {
+            Some(i) => i as u16,
+            None => {
+                self.bit_names.push(name.to_string());
+                (self.bit_names.len() - 1) as u16
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SignatureSet {
@@ -190,6 +294,15 @@ impl std::fmt::Debug for SignatureSet {
 /// Why a set of rules does not compile.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
+    /// Hyperscan refused a combination of patterns each of which builds
+    /// alone (a resource limit of the whole database).
+    #[error("Hyperscan refuses the combined database of {patterns} pattern(s) although each rule builds alone: {message}")]
+    Combined {
+        /// Patterns in the database.
+        patterns: usize,
+        /// Hyperscan's message.
+        message: String,
+    },
     /// Hyperscan refused a pattern; names the rule and where in it.
     #[error("rule {id} pattern {index} `{pattern}`: {message}")]
     Pattern {
@@ -216,42 +329,141 @@ pub struct ScratchError {
     source: hyperscan::Error,
 }
 
-/// Patterns of one database, with where each came from.
+/// A database (if any pattern built) and the rules left out, with why.
+type Built<T> = (Option<hyperscan::Database<T>>, Vec<(usize, String)>);
+
+/// Patterns of one database, each with the rule that owns it.
 #[derive(Default)]
 struct DbPatterns {
     pats: Vec<Pattern>,
-    origin: Vec<(RuleId, usize, String)>,
+    /// (rule index, message prefix naming the rule and pattern).
+    owner: Vec<(usize, String)>,
 }
 
 impl DbPatterns {
-    fn build<T: hyperscan::Mode>(self) -> Result<Option<hyperscan::Database<T>>, CompileError> {
-        if self.pats.is_empty() {
-            return Ok(None);
-        }
-        Patterns::from(self.pats)
-            .build::<T>()
-            .map(Some)
-            .map_err(|e| {
-                let (msg, expr) = hs_error(&e);
-                let (id, index, pattern) = expr
-                    .and_then(|i| self.origin.get(i).cloned())
-                    .unwrap_or_default();
-                CompileError::Pattern {
-                    id,
-                    index,
-                    pattern,
+    fn push(&mut self, p: Pattern, owner: usize, what: String) {
+        self.pats.push(p);
+        self.owner.push((owner, what));
+    }
+
+    /// Builds the database; a rule whose pattern Hyperscan refuses is left
+    /// out and returned with the reason (the rest still build). Hyperscan
+    /// names the failing expression; when it does not (a resource limit),
+    /// each rule is built alone to find it.
+    fn build<T: hyperscan::Mode>(mut self) -> Result<Built<T>, CompileError> {
+        let mut bad: Vec<(usize, String)> = Vec::new();
+        loop {
+            if self.pats.is_empty() {
+                return Ok((None, bad));
+            }
+            let err = match Patterns(self.pats.clone()).build::<T>() {
+                Ok(db) => return Ok((Some(db), bad)),
+                Err(e) => e,
+            };
+            let (msg, expr) = hs_error(&err);
+            let culprit = match expr.and_then(|i| self.owner.get(i)) {
+                Some((o, what)) => Some((*o, format!("{what}: {msg}"))),
+                None => self.find_alone::<T>(),
+            };
+            let Some((o, why)) = culprit else {
+                return Err(CompileError::Combined {
+                    patterns: self.pats.len(),
                     message: msg,
-                }
-            })
+                });
+            };
+            let keep: Vec<bool> = self.owner.iter().map(|(x, _)| *x != o).collect();
+            let mut k = keep.iter();
+            self.pats.retain(|_| k.next().copied().unwrap_or(false));
+            let mut k = keep.iter();
+            self.owner.retain(|_| k.next().copied().unwrap_or(false));
+            bad.push((o, why));
+        }
+    }
+
+    /// The first rule whose patterns do not build alone.
+    fn find_alone<T: hyperscan::Mode>(&self) -> Option<(usize, String)> {
+        let mut owners: Vec<usize> = self.owner.iter().map(|o| o.0).collect();
+        owners.dedup();
+        for o in owners {
+            let (pats, whats): (Vec<Pattern>, Vec<&String>) = self
+                .pats
+                .iter()
+                .zip(&self.owner)
+                .filter(|(_, w)| w.0 == o)
+                .map(|(p, w)| (p.clone(), &w.1))
+                .unzip();
+            if let Err(e) = Patterns(pats).build::<T>() {
+                let (msg, expr) = hs_error(&e);
+                let what = expr
+                    .and_then(|i| whats.get(i))
+                    .or(whats.first())
+                    .map_or(String::new(), |w| w.to_string());
+                return Some((o, format!("{what}: {msg}")));
+            }
+        }
+        None
     }
 }
 
+/// Hyperscan flags for a Suricata prefilter literal.
+fn literal_flags(nocase: bool) -> PatternFlags {
+    let f = PatternFlags::DOTALL | PatternFlags::SINGLEMATCH;
+    if nocase {
+        f | PatternFlags::CASELESS
+    } else {
+        f
+    }
+}
+
+/// A Suricata rule's prefilter: its fast pattern as a literal, else its
+/// first positive non-relative pcre in Hyperscan's prefilter mode (a
+/// superset of the pcre's matches). `None`: verify on every request.
+fn prefilter(d: &Detect) -> Option<(View, Pattern, String)> {
+    if let Some((view, c)) = d.fast_pattern() {
+        let expr = suricata::escape_regex(&c.bytes);
+        let p = Pattern::with_flags(expr, literal_flags(c.nocase)).ok()?;
+        let what = format!("fast pattern `{}`", String::from_utf8_lossy(&c.bytes));
+        return Some((view, p, what));
+    }
+    for s in &d.sections {
+        for i in &s.items {
+            if let verify::Item::Pcre(p) = i {
+                if p.negated || p.relative {
+                    continue;
+                }
+                let mut f = PatternFlags::PREFILTER | PatternFlags::SINGLEMATCH;
+                for (on, flag) in [
+                    (p.caseless, PatternFlags::CASELESS),
+                    (p.dotall, PatternFlags::DOTALL),
+                    (p.multiline, PatternFlags::MULTILINE),
+                ] {
+                    if on {
+                        f |= flag;
+                    }
+                }
+                if p.extended {
+                    continue;
+                }
+                let Ok(pat) = Pattern::with_flags(p.source.clone(), f) else {
+                    continue;
+                };
+                if pat.info().is_ok() {
+                    return Some((s.view, pat, format!("pcre `{}` (prefilter)", p.source)));
+                }
+            }
+        }
+    }
+    None
+}
+
 impl SignatureSet {
-    /// Compiles rules into three Hyperscan databases (head views in block
-    /// mode; body and raw request in streaming mode) and registers each rule
-    /// in `book`, which then owns its metadata: a rule whose ID the book
-    /// already holds is an error. Hyperscan names the failing expression;
-    /// we map it back to its rule.
+    /// Compiles rules and registers each rule in `book`, which then owns
+    /// its metadata: a rule whose ID the book already holds is an error.
+    /// flowgate rules go into three Hyperscan databases (head views in
+    /// block mode; body and raw request in streaming mode); Suricata rules
+    /// into one block-mode prefilter database per buffer, verified exactly
+    /// on a prefilter match. A rule Hyperscan refuses is skipped with its
+    /// reason in [`SignatureSet::rejected`]; the others still compile.
     pub fn compile(rules: Vec<SigRule>, book: &mut RuleBook) -> Result<SignatureSet, CompileError> {
         static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut set = SignatureSet {
@@ -262,23 +474,92 @@ impl SignatureSet {
             body: None,
             raw: None,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            suri: SuriSet::default(),
+            rejected: Vec::new(),
+            dead: Vec::new(),
         };
-        let (mut head, mut body, mut raw) = Default::default();
-        for (ri, rule) in rules.into_iter().enumerate() {
+        let (mut head, mut body, mut raw): (DbPatterns, DbPatterns, DbPatterns) =
+            Default::default();
+        let mut pre: Vec<DbPatterns> = (0..N_VIEWS).map(|_| DbPatterns::default()).collect();
+        let mut origins: Vec<(String, RuleId)> = Vec::new();
+        for rule in rules {
+            let ri = set.rules.len();
+            if let Some(detect) = rule.detect {
+                let pf = prefilter(&detect);
+                let meta = book.insert(rule.meta).map_err(CompileError::DuplicateId)?;
+                let si = set.suri.rules.len();
+                match pf {
+                    Some((view, mut p, what)) => {
+                        p.id = Some(si);
+                        pre[view.index()].push(p, ri, format!("rule {} {what}", meta.id));
+                    }
+                    None => set.suri.always.push(si),
+                }
+                for s in &detect.sections {
+                    set.suri.need[s.view.index()] = true;
+                }
+                let needs_body = detect.needs_body();
+                set.suri.any_body |= needs_body;
+                let bits: Vec<(BitOp, u16)> = detect
+                    .flowbits
+                    .iter()
+                    .map(|f| match f {
+                        Flowbit::Set(n) => (BitOp::Set, set.suri.bit(n)),
+                        Flowbit::Unset(n) => (BitOp::Unset, set.suri.bit(n)),
+                        Flowbit::Toggle(n) => (BitOp::Toggle, set.suri.bit(n)),
+                        Flowbit::IsSet(n) => (BitOp::IsSet, set.suri.bit(n)),
+                        Flowbit::IsNotSet(n) => (BitOp::IsNotSet, set.suri.bit(n)),
+                    })
+                    .collect();
+                let setter = bits
+                    .iter()
+                    .any(|b| matches!(b.0, BitOp::Set | BitOp::Unset | BitOp::Toggle));
+                set.suri.rules.push(SuriRule {
+                    ri,
+                    detect,
+                    body: needs_body,
+                    bits,
+                    setter,
+                });
+                origins.push((rule.origin, meta.id));
+                set.rule_conds.push(Vec::new());
+                set.rules.push((meta, rule.action, rule.reason));
+                continue;
+            }
+            // A flowgate rule: each pattern must be valid alone.
+            let mut pats = Vec::new();
+            let mut refused = None;
+            for (pi, c) in rule.conds.iter().enumerate() {
+                let checked = Pattern::with_flags(c.pattern.clone(), hs_flags())
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| p.info().map(|_| p).map_err(|e| hs_error(&e).0));
+                match checked {
+                    Ok(p) => pats.push(p),
+                    Err(message) => {
+                        refused = Some(CompileError::Pattern {
+                            id: rule.meta.id,
+                            index: pi + 1,
+                            pattern: c.pattern.clone(),
+                            message,
+                        });
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = refused {
+                set.rejected.push(Rejected {
+                    origin: rule.origin.clone(),
+                    id: Some(rule.meta.id),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
             let meta = book.insert(rule.meta).map_err(CompileError::DuplicateId)?;
             let mut mine = Vec::new();
-            for (pi, c) in rule.conds.iter().enumerate() {
+            for (pi, (c, mut p)) in rule.conds.iter().zip(pats).enumerate() {
                 let id = set.conds.len();
                 set.conds.push((ri, c.buffer));
                 mine.push(id);
-                let mut p = Pattern::with_flags(c.pattern.clone(), hs_flags()).map_err(|e| {
-                    CompileError::Pattern {
-                        id: meta.id,
-                        index: pi + 1,
-                        pattern: c.pattern.clone(),
-                        message: e.to_string(),
-                    }
-                })?;
                 p.id = Some(id);
                 let targets: &mut [&mut DbPatterns] = match c.buffer {
                     Buffer::Uri | Buffer::Headers => &mut [&mut head],
@@ -287,17 +568,51 @@ impl SignatureSet {
                     Buffer::Request => &mut [&mut raw],
                 };
                 for t in targets.iter_mut() {
-                    t.pats.push(p.clone());
-                    t.origin.push((meta.id, pi + 1, c.pattern.clone()));
+                    t.push(
+                        p.clone(),
+                        ri,
+                        format!("rule {} pattern {} `{}`", meta.id, pi + 1, c.pattern),
+                    );
                 }
             }
+            origins.push((rule.origin, meta.id));
             set.rule_conds.push(mine);
             set.rules.push((meta, rule.action, rule.reason));
         }
-        set.head = head.build()?;
-        set.body = body.build()?;
-        set.raw = raw.build()?;
+        set.dead = vec![false; set.rules.len()];
+        let mut bad = Vec::new();
+        let (db, b) = head.build()?;
+        set.head = db;
+        bad.extend(b);
+        let (db, b) = body.build()?;
+        set.body = db;
+        bad.extend(b);
+        let (db, b) = raw.build()?;
+        set.raw = db;
+        bad.extend(b);
+        for p in pre {
+            let (db, b) = p.build()?;
+            set.suri.pre.push(db);
+            bad.extend(b);
+        }
+        for (ri, why) in bad {
+            if let (Some(d), Some((origin, id))) = (set.dead.get_mut(ri), origins.get(ri)) {
+                if !*d {
+                    *d = true;
+                    set.rejected.push(Rejected {
+                        origin: origin.clone(),
+                        id: Some(*id),
+                        reason: why,
+                    });
+                }
+            }
+        }
         Ok(set)
+    }
+
+    /// Rules that can fire: compiled and not skipped.
+    pub fn live_count(&self) -> usize {
+        self.dead.iter().filter(|d| !**d).count()
     }
 
     /// Rules compiled (not patterns).
@@ -358,6 +673,53 @@ pub struct RequestScan {
     /// The last normalized body bytes (at most [`EXCERPT`]), so an alert
     /// can quote what led up to a match that ends in a later segment.
     tail: Vec<u8>,
+    /// Suricata rules with a body section: the head (bytes, parsed) kept
+    /// until the body is in; `None` when no loaded rule needs the body or
+    /// the request has none.
+    shead: Option<Box<(Vec<u8>, Head)>>,
+    /// The body prefix those rules verify, at most [`verify::BODY_LIMIT`].
+    sbody: Vec<u8>,
+    /// The flow's flowbits that are set: kept from request to request
+    /// (only this field survives the end of a request).
+    flowbits: Vec<u16>,
+    /// What `shead` and `sbody` hold, counted against the shard's
+    /// [`SURI_HOLD_BUDGET`] and given back when dropped.
+    sheld: Option<Held>,
+}
+
+/// Bytes one shard's flows may hold for Suricata body rules (kept heads
+/// and body prefixes). A request that would exceed it is not verified by
+/// body rules (counted, [`Scanner::take_body_unverified`]) rather than
+/// verified on part of its body.
+pub const SURI_HOLD_BUDGET: usize = 64 << 20;
+
+/// Bytes held by one request against the shard's budget.
+#[derive(Debug)]
+struct Held {
+    used: Arc<std::sync::atomic::AtomicUsize>,
+    n: usize,
+}
+
+impl Held {
+    fn take(&mut self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        // One shard thread owns every handle: load-then-store is not racy.
+        let used = self.used.load(Relaxed);
+        if used.saturating_add(n) > SURI_HOLD_BUDGET {
+            return false;
+        }
+        self.used.store(used + n, Relaxed);
+        self.n += n;
+        true
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let used = self.used.load(Relaxed);
+        self.used.store(used.saturating_sub(self.n), Relaxed);
+    }
 }
 
 /// Bytes of context quoted before a match in an alert's reason.
@@ -366,7 +728,11 @@ const EXCERPT: usize = 48;
 impl RequestScan {
     /// Bytes held (for memory accounting and tests).
     pub fn held(&self) -> usize {
-        self.body.capacity() + self.raw.capacity() + self.partial.capacity() * 4
+        self.body.capacity()
+            + self.raw.capacity()
+            + self.partial.capacity() * 4
+            + self.sbody.capacity()
+            + self.shead.as_ref().map_or(0, |h| h.0.capacity())
     }
 }
 
@@ -397,7 +763,28 @@ pub struct Scanner {
     /// Hyperscan calls that failed: data that was not inspected. Counted
     /// into the shard's stats (`signature_scan_errors`), never ignored.
     scan_errors: u64,
+    /// The Suricata buffers of the request being verified.
+    views: Views,
+    /// Suricata rules whose prefilter matched (indices in `SuriSet::rules`).
+    cands: Vec<usize>,
+    /// Request bodies longer than [`verify::BODY_LIMIT`]: the rest was not
+    /// verified by body rules (as in Suricata past its request-body-limit).
+    body_truncated: u64,
+    /// Requests with a body not verified by Suricata body rules because the
+    /// shard's [`SURI_HOLD_BUDGET`] was spent.
+    body_unverified: u64,
+    /// Bytes held for Suricata body rules by this shard's flows.
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    /// Source and time (ns) of the packet being inspected, for thresholds.
+    packet: (IpAddr, u64),
+    /// Threshold state per (rule index, source); bounded by
+    /// [`THRESHOLD_ENTRIES`].
+    thresholds: std::collections::HashMap<(usize, IpAddr), Option<ThresholdState>>,
 }
+
+/// Threshold entries per shard. When full, entries whose window has passed
+/// are dropped; if none has, the table is emptied (counting restarts).
+pub const THRESHOLD_ENTRIES: usize = 65_536;
 
 impl Drop for Scanner {
     fn drop(&mut self) {
@@ -439,6 +826,12 @@ impl Scanner {
             .map_err(err)?;
         }
         let mut packed = 0;
+        for db in set.suri.pre.iter().flatten() {
+            grow(&|| db.alloc_scratch(), &|s| {
+                db.realloc_scratch(s).map(|_| ())
+            })
+            .map_err(err)?;
+        }
         for db in [&set.body, &set.raw].into_iter().flatten() {
             grow(&|| db.alloc_scratch(), &|s| {
                 db.realloc_scratch(s).map(|_| ())
@@ -462,6 +855,13 @@ impl Scanner {
             // margin covers Hyperscan's header.
             packed: vec![0; packed + 256],
             found: Vec::new(),
+            views: Views::default(),
+            cands: Vec::new(),
+            body_truncated: 0,
+            body_unverified: 0,
+            held: Default::default(),
+            packet: (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            thresholds: Default::default(),
             set,
         })
     }
@@ -475,6 +875,32 @@ impl Scanner {
     /// stats after every scan).
     pub fn take_scan_errors(&mut self) -> u64 {
         std::mem::take(&mut self.scan_errors)
+    }
+
+    /// The source and time (ns) of the packet whose bytes are inspected
+    /// next: Suricata `threshold`/`detection_filter` count per source in
+    /// packet time. Without it, every request counts as from `0.0.0.0` at
+    /// time 0.
+    pub fn set_packet(&mut self, src: IpAddr, ts_ns: u64) {
+        self.packet = (src, ts_ns);
+    }
+
+    /// Requests with a body that Suricata body rules did not verify
+    /// because the shard's [`SURI_HOLD_BUDGET`] was spent, since the last
+    /// call.
+    pub fn take_body_unverified(&mut self) -> u64 {
+        std::mem::take(&mut self.body_unverified)
+    }
+
+    /// Bytes held now for Suricata body rules (heads and body prefixes).
+    pub fn body_held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Request bodies whose bytes past [`verify::BODY_LIMIT`] were not
+    /// verified by Suricata body rules, since the last call.
+    pub fn take_body_truncated(&mut self) -> u64 {
+        std::mem::take(&mut self.body_truncated)
     }
 
     /// Starts a request: scans its complete head (`buf`, parsed as `head`)
@@ -494,7 +920,11 @@ impl Scanner {
             BodyKind::Form => Norm::FORM,
             BodyKind::Other => Norm::PLAIN,
         }));
-        let scratch = self.scratch.as_ref()?;
+        rs.shead = None;
+        rs.sbody.clear();
+        let Some(scratch) = self.scratch.as_ref() else {
+            return self.suri_head(rs, buf, head);
+        };
         let target = buf.get(head.target.0..head.target.1).unwrap_or(&[]);
         http::normalize(target, Norm::FORM, &mut self.uri, &mut self.norm);
         // Fields one per line, joined by '\n', so the end of a value stays
@@ -527,7 +957,179 @@ impl Scanner {
             return hit;
         }
         self.stream(rs, Which::Raw, buf, false);
-        self.settle(rs, Some(buf))
+        let hit = self.settle(rs, Some(buf));
+        if hit.is_some() {
+            return hit;
+        }
+        self.suri_head(rs, buf, head)
+    }
+
+    /// Suricata rules at a request's head: verifies those without a body
+    /// section, and keeps the head for those with one if a body follows.
+    fn suri_head(&mut self, rs: &mut RequestScan, buf: &[u8], head: &Head) -> Option<Hit> {
+        let set = self.set.clone();
+        if set.suri.rules.is_empty() {
+            return None;
+        }
+        self.views.build(buf, head, &set.suri.need);
+        self.views.set_body(None);
+        rs.sheld = None;
+        if set.suri.any_body && !matches!(head.framing, Framing::Empty | Framing::Length(0)) {
+            let mut held = Held {
+                used: self.held.clone(),
+                n: 0,
+            };
+            if held.take(buf.len()) {
+                rs.shead = Some(Box::new((buf.to_vec(), head.clone())));
+                rs.sheld = Some(held);
+            } else {
+                self.body_unverified += 1;
+            }
+        }
+        self.suri_eval(rs, false)
+    }
+
+    /// Adds body bytes for Suricata body rules; verifies them once the
+    /// prefix is full.
+    fn suri_body(&mut self, rs: &mut RequestScan, data: &[u8]) -> Option<Hit> {
+        rs.shead.as_ref()?;
+        let room = verify::BODY_LIMIT.saturating_sub(rs.sbody.len());
+        let n = room.min(data.len());
+        if !rs.sheld.as_mut().is_some_and(|h| h.take(n)) {
+            rs.shead = None;
+            rs.sbody = Vec::new();
+            rs.sheld = None;
+            self.body_unverified += 1;
+            return None;
+        }
+        rs.sbody.extend_from_slice(&data[..n]);
+        if rs.sbody.len() < verify::BODY_LIMIT {
+            return None;
+        }
+        if data.len() > room {
+            self.body_truncated += 1;
+        }
+        self.suri_finish(rs)
+    }
+
+    /// Verifies the Suricata body rules on the kept head and body prefix.
+    fn suri_finish(&mut self, rs: &mut RequestScan) -> Option<Hit> {
+        let kept = rs.shead.take()?;
+        let (buf, head) = &*kept;
+        self.views.build(buf, head, &self.set.suri.need);
+        self.views.set_body(Some(&rs.sbody));
+        rs.sbody = Vec::new();
+        let hit = self.suri_eval(rs, true);
+        rs.sheld = None;
+        hit
+    }
+
+    /// Prefilters the Suricata rules on the built views and verifies the
+    /// candidates (those with a body section when `body`, else the others),
+    /// in rule order. Returns the first that matches.
+    fn suri_eval(&mut self, rs: &mut RequestScan, body: bool) -> Option<Hit> {
+        let set = self.set.clone();
+        let suri = &set.suri;
+        self.cands.clear();
+        if let Some(scratch) = self.scratch.as_ref() {
+            for (db, view) in suri.pre.iter().zip(verify::ALL_VIEWS) {
+                let (Some(db), Some(data)) = (db, self.views.get(view)) else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                let cands = &mut self.cands;
+                let scanned = db.scan(data, scratch, |id, _, _, _| {
+                    cands.push(id as usize);
+                    Matching::Continue
+                });
+                if scanned.is_err() {
+                    self.scan_errors += 1;
+                }
+            }
+        }
+        self.cands.extend_from_slice(&suri.always);
+        self.cands.sort_unstable();
+        self.cands.dedup();
+        let mut hit = None;
+        let cands = std::mem::take(&mut self.cands);
+        // Flowbit setters first (as Suricata orders them), then the rest;
+        // each in rule order. Setters are all evaluated, so later requests
+        // of the flow see every bit a matching rule sets.
+        for setters in [true, false] {
+            for &si in &cands {
+                let Some(r) = suri.rules.get(si) else {
+                    continue;
+                };
+                if r.setter != setters
+                    || r.body != body
+                    || set.dead.get(r.ri).copied().unwrap_or(true)
+                    || (hit.is_some() && !setters)
+                {
+                    continue;
+                }
+                let bits_hold = r.bits.iter().all(|&(op, b)| match op {
+                    BitOp::IsSet => rs.flowbits.contains(&b),
+                    BitOp::IsNotSet => !rs.flowbits.contains(&b),
+                    _ => true,
+                });
+                if !bits_hold {
+                    continue;
+                }
+                let Some((view, end)) = r.detect.matches(&self.views) else {
+                    continue;
+                };
+                for &(op, b) in &r.bits {
+                    let pos = rs.flowbits.iter().position(|&x| x == b);
+                    match (op, pos) {
+                        (BitOp::Set, None) | (BitOp::Toggle, None) => rs.flowbits.push(b),
+                        (BitOp::Unset, Some(i)) | (BitOp::Toggle, Some(i)) => {
+                            rs.flowbits.swap_remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                if r.detect.noalert || hit.is_some() {
+                    continue;
+                }
+                if let Some(t) = &r.detect.threshold {
+                    if !self.threshold(r.ri, t) {
+                        continue;
+                    }
+                }
+                let Some((meta, action, reason)) = set.rules.get(r.ri) else {
+                    continue;
+                };
+                let data = self.views.get(view).unwrap_or(&[]);
+                let end = end.min(data.len());
+                let start = end.saturating_sub(EXCERPT);
+                hit = Some(Hit {
+                    meta: meta.clone(),
+                    action: *action,
+                    reason: reason.clone(),
+                    buffer: view.buffer(),
+                    excerpt: String::from_utf8_lossy(&data[start..end]).into_owned(),
+                });
+            }
+        }
+        self.cands = cands;
+        hit
+    }
+
+    /// Counts a match of rule `ri` from the current packet's source;
+    /// whether it alerts.
+    fn threshold(&mut self, ri: usize, t: &verify::Threshold) -> bool {
+        let (src, now) = self.packet;
+        if self.thresholds.len() >= THRESHOLD_ENTRIES && !self.thresholds.contains_key(&(ri, src)) {
+            self.thresholds
+                .retain(|_, st| st.as_ref().is_some_and(|s| s.active(now)));
+            if self.thresholds.len() >= THRESHOLD_ENTRIES {
+                self.thresholds.clear();
+            }
+        }
+        let st = self.thresholds.entry((ri, src)).or_insert(None);
+        t.check(st, now)
     }
 
     /// Scans the next piece of the current request's body (chunked coding
@@ -540,6 +1142,7 @@ impl Scanner {
             *rs = RequestScan {
                 generation: self.set.generation,
                 norm: rs.norm.take(),
+                flowbits: std::mem::take(&mut rs.flowbits),
                 ..Default::default()
             };
         }
@@ -563,7 +1166,11 @@ impl Scanner {
         }
         self.found.clear();
         self.stream(rs, Which::Raw, data, false);
-        self.settle(rs, Some(data))
+        let hit = self.settle(rs, Some(data));
+        if hit.is_some() {
+            return hit;
+        }
+        self.suri_body(rs, data)
     }
 
     /// Ends the current request: flushes the normalizer and lets patterns
@@ -587,9 +1194,16 @@ impl Scanner {
                 self.stream(rs, Which::Raw, &[], true);
                 hit = self.settle(rs, None);
             }
+            if hit.is_none() {
+                hit = self.suri_finish(rs);
+            }
         }
         self.body_out = out;
-        *rs = RequestScan::default();
+        let flowbits = std::mem::take(&mut rs.flowbits);
+        *rs = RequestScan {
+            flowbits,
+            ..Default::default()
+        };
         hit
     }
 
@@ -664,6 +1278,9 @@ impl Scanner {
         let mut best: Option<(usize, Buffer, Option<usize>)> = None;
         for &(cond, buffer, at) in &self.found {
             let ri = self.set.conds[cond].0;
+            if self.set.dead.get(ri).copied().unwrap_or(true) {
+                continue;
+            }
             let conds = &self.set.rule_conds[ri];
             let complete = conds.iter().all(|&c| {
                 c == cond || rs.partial.contains(&(c as u32)) || self.found.iter().any(|f| f.0 == c)
@@ -805,25 +1422,21 @@ mod tests {
     }
 
     #[test]
-    fn compile_error_names_rule_and_pattern() {
+    fn refused_pattern_skips_only_its_rule_and_names_it() {
         let rules = native::parse(
-            "[[rule]]\nid = 1\nmsg = \"x\"\npatterns = ['ok', 'bad(']\n",
+            "[[rule]]\nid = 1\nmsg = \"x\"\npatterns = ['ok', 'bad(']\n[[rule]]\nid = 2\nmsg = \"y\"\npatterns = ['fine']\n",
             "t",
         )
         .unwrap();
-        let e = SignatureSet::compile(rules, &mut RuleBook::builtin()).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                CompileError::Pattern {
-                    id: 1,
-                    index: 2,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
-        assert!(e.to_string().contains("rule 1 pattern 2 `bad(`"), "{e}");
+        let set = SignatureSet::compile(rules, &mut RuleBook::builtin()).unwrap();
+        assert_eq!(set.live_count(), 1);
+        assert_eq!(set.rejected.len(), 1);
+        let r = &set.rejected[0];
+        assert_eq!(r.id, Some(1));
+        assert!(r.reason.contains("rule 1 pattern 2 `bad(`"), "{r}");
+        let mut s = Scanner::new(Arc::new(set)).unwrap();
+        let hit = s.scan_requests(b"GET /fine HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(hit.meta.id, 2);
     }
 
     #[test]

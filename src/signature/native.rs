@@ -95,6 +95,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<SigRule>, RuleFileError> {
                     pattern,
                 })
                 .collect(),
+            detect: None,
+            origin: origin.to_string(),
         });
     }
     Ok(out)
