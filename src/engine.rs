@@ -111,6 +111,13 @@ pub struct Stats {
     /// Flows evicted from a full table bucket while they mattered (in the
     /// middle of a request, or dropped).
     pub http_evicted_busy: u64,
+    /// Request bodies longer than the prefix Suricata body rules verify
+    /// (100 KiB, Suricata's request-body-limit): the rest was matched by
+    /// the streaming signatures only.
+    pub rule_body_truncated: u64,
+    /// Requests not verified by Suricata body rules because the shard's
+    /// hold budget for them was spent.
+    pub rule_body_unverified: u64,
     /// IP datagrams reassembled from fragments (then inspected whole).
     pub fragments_reassembled: u64,
     /// Datagrams whose fragments did not all arrive within 30 s.
@@ -175,6 +182,8 @@ impl Stats {
         self.http_evicted_busy += o.http_evicted_busy;
         self.http_buffer_peak += o.http_buffer_peak;
         self.fragments_reassembled += o.fragments_reassembled;
+        self.rule_body_truncated += o.rule_body_truncated;
+        self.rule_body_unverified += o.rule_body_unverified;
         self.fragments_timed_out += o.fragments_timed_out;
         self.ooo_overflow += o.ooo_overflow;
         self.signature_scan_errors += o.signature_scan_errors;
@@ -391,6 +400,8 @@ fn parse_stream(
             }
         };
         stats.signature_scan_errors += scanner.take_scan_errors();
+        stats.rule_body_truncated += scanner.take_body_truncated();
+        stats.rule_body_unverified += scanner.take_body_unverified();
         // A signature names the attack more precisely: it wins a tie.
         if let Some(hit) = hit.or(found) {
             return Parsed::Hit(hit);
