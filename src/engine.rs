@@ -345,6 +345,14 @@ enum Parsed {
 
 /// Frames and inspects `input`, the next in-order bytes of `flow`: each
 /// head is scanned once when complete, each body byte once as it passes.
+/// Counts a flow evicted from a full bucket while it still mattered
+/// (mid-request, or dropped).
+fn count_eviction(stats: &mut Stats, evicted: Option<(FlowKey, Flow)>) {
+    if evicted.is_some_and(|(_, old)| old.http.eviction_weight() > 0) {
+        stats.http_evicted_busy += 1;
+    }
+}
+
 /// The structural detector, when enabled, and the rule its hits name.
 type StructuralRef<'a> = Option<(&'a mut Structural, &'a Arc<RuleMeta>)>;
 
@@ -356,8 +364,17 @@ fn parse_stream(
     mut input: &[u8],
     lim: &Limits,
 ) -> Parsed {
+    let structural = sq.is_some();
     loop {
+        // The structural detector's first finding among this step's values.
         let mut found = None;
+        let mut judge = |v: Value<'_>| {
+            if found.is_none() {
+                if let Some((s, meta)) = sq.as_mut() {
+                    found = s.judge(v, meta);
+                }
+            }
+        };
         let hit = match flow.http.next(&mut input, lim) {
             StreamEvent::More => return Parsed::More,
             StreamEvent::Lost(l) => return Parsed::Lost(l),
@@ -367,34 +384,22 @@ fn parse_stream(
                     return Parsed::Smuggling(why);
                 }
                 let buf = flow.http.head_bytes();
-                if let Some((s, meta)) = sq.as_mut() {
-                    params::head_values(buf, &h, |v| {
-                        if found.is_none() {
-                            found = s.judge(v, meta);
-                        }
-                    });
+                if structural {
+                    params::head_values(buf, &h, &mut judge);
                     flow.values = BodyValues::new(&h);
                 }
                 scanner.head(&mut flow.scan, buf, &h)
             }
             StreamEvent::Body(d) => {
                 stats.http_body_bytes += d.len() as u64;
-                if let Some((s, meta)) = sq.as_mut() {
-                    flow.values.push(d, &mut |v| {
-                        if found.is_none() {
-                            found = s.judge(v, meta);
-                        }
-                    });
+                if structural {
+                    flow.values.push(d, &mut judge);
                 }
                 scanner.body(&mut flow.scan, d)
             }
             StreamEvent::End => {
-                if let Some((s, meta)) = sq.as_mut() {
-                    flow.values.finish(&mut |v| {
-                        if found.is_none() {
-                            found = s.judge(v, meta);
-                        }
-                    });
+                if structural {
+                    flow.values.finish(&mut judge);
                 }
                 scanner.end(&mut flow.scan)
             }
@@ -629,7 +634,7 @@ impl ShardEngine {
             if flow.http.eviction_weight() == 0 {
                 *flow = Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget));
             }
-            self.count_eviction(evicted);
+            count_eviction(&mut self.stats, evicted);
             return self.allow();
         }
         let closing = fl.any(TcpFlags::FIN | TcpFlags::RST);
@@ -710,16 +715,6 @@ impl ShardEngine {
         }
     }
 
-    /// Counts a flow evicted from a full bucket while it still mattered
-    /// (mid-request, or dropped).
-    fn count_eviction(&mut self, evicted: Option<(FlowKey, Flow)>) {
-        if let Some((_, old)) = evicted {
-            if old.http.eviction_weight() > 0 {
-                self.stats.http_evicted_busy += 1;
-            }
-        }
-    }
-
     /// Counts a lost flow and, under `signatures.unfollowable`, the alert
     /// and verdict it gets (`None`: allowed without an alert).
     fn lost_hit(&mut self, lost: Lost) -> Option<Hit> {
@@ -769,11 +764,7 @@ impl ShardEngine {
                     || Flow::new(HttpFlow::from_data(pkt.tcp_seq, budget)),
                     |fl| fl.http.eviction_weight(),
                 );
-                if let Some((_, old)) = evicted {
-                    if old.http.eviction_weight() > 0 {
-                        self.stats.http_evicted_busy += 1;
-                    }
-                }
+                count_eviction(&mut self.stats, evicted);
                 if untracked {
                     let policy = self.cfg.signatures.unfollowable;
                     flow.http.finish(match policy {

@@ -144,17 +144,7 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         now: Ts,
         make: impl FnOnce() -> V,
     ) -> (&mut V, Option<(K, V)>) {
-        let evicted = if self.map.contains_key(&key) {
-            None
-        } else {
-            self.insert(key, now, make())
-        };
-        let slot = self
-            .map
-            .get_mut(&key)
-            .expect("present: found or just inserted");
-        slot.last_seen = slot.last_seen.max(now);
-        (&mut slot.value, evicted)
+        self.touch_or(key, now, |t| t.insert(key, now, make()))
     }
 
     /// [`touch_or_insert`](Self::touch_or_insert) with
@@ -166,10 +156,20 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         make: impl FnOnce() -> V,
         weight: impl Fn(&V) -> u64,
     ) -> (&mut V, Option<(K, V)>) {
+        self.touch_or(key, now, |t| t.insert_weighted(key, now, make(), weight))
+    }
+
+    /// Marks `key` used, running `insert` first if it is absent.
+    fn touch_or(
+        &mut self,
+        key: K,
+        now: Ts,
+        insert: impl FnOnce(&mut Self) -> Option<(K, V)>,
+    ) -> (&mut V, Option<(K, V)>) {
         let evicted = if self.map.contains_key(&key) {
             None
         } else {
-            self.insert_weighted(key, now, make(), weight)
+            insert(self)
         };
         let slot = self
             .map

@@ -110,55 +110,46 @@ fn nmap(rig: &Rig, scan: &str, src: &str, ports: &str) {
     );
 }
 
+/// curl from `src` to the victim's web server at `path`, with `extra`
+/// options; at most 3 s, failing on an HTTP error.
+fn curl_with(rig: &Rig, src: &str, extra: &[&str], path: &str) -> std::process::Output {
+    let url = format!("http://{VICTIM}:8080{path}");
+    let mut args = vec![
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-f",
+        "-m",
+        "3",
+        "--interface",
+        src,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    rig.exec(ATTACKER, &args)
+}
+
 fn curl(rig: &Rig, src: &str, path: &str) -> bool {
-    rig.exec(
-        ATTACKER,
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-f",
-            "-m",
-            "3",
-            "--interface",
-            src,
-            &format!("http://{VICTIM}:8080{path}"),
-        ],
-    )
-    .status
-    .success()
+    curl_with(rig, src, &[], path).status.success()
 }
 
 /// A chunked form POST of `body` from `src`; curl's exit code: 0 or 22
 /// when the server answered, 28 when nothing came back within 3 s.
 fn curl_chunked(rig: &Rig, src: &str, body: &Path) -> i32 {
     let data = format!("@{}", body.display());
-    let url = format!("http://{VICTIM}:8080/login");
-    rig.exec(
-        ATTACKER,
-        &[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-f",
-            "-m",
-            "3",
-            "--interface",
-            src,
-            "-H",
-            "Transfer-Encoding: chunked",
-            "-H",
-            "Content-Type: application/x-www-form-urlencoded",
-            "--data-binary",
-            &data,
-            &url,
-        ],
-    )
-    .status
-    .code()
-    .unwrap_or(-1)
+    let extra = [
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "--data-binary",
+        &data,
+    ];
+    curl_with(rig, src, &extra, "/login")
+        .status
+        .code()
+        .unwrap_or(-1)
 }
 
 /// Python's http.server on the victim, port 8080, serving one file; its

@@ -27,22 +27,7 @@ fn next_sig(raw: &[Tok], mut i: usize) -> Option<usize> {
 
 /// True if an operator following `prev` is in operand position (unary).
 fn unary_position(prev: Option<&Tok>) -> bool {
-    match prev {
-        None => true,
-        Some(p) => matches!(
-            p.kind,
-            Kind::Op
-                | Kind::Logic
-                | Kind::LParen
-                | Kind::Comma
-                | Kind::Semi
-                | Kind::Stmt
-                | Kind::Union
-                | Kind::Group
-                | Kind::Kw
-                | Kind::Delay
-        ),
-    }
+    prev.is_none_or(|p| p.kind.expects_operand())
 }
 
 fn text<'a>(src: &'a [u8], t: &Tok) -> &'a [u8] {

@@ -640,22 +640,7 @@ fn group_having(v: &V, mut i: usize) -> bool {
 
 /// Operand position: a function call here is evaluated as an expression.
 fn expr_position(v: &V, i: usize) -> bool {
-    i == 0
-        || matches!(
-            v.kind(i - 1),
-            Some(
-                Kind::Op
-                    | Kind::Logic
-                    | Kind::LParen
-                    | Kind::Comma
-                    | Kind::Semi
-                    | Kind::Stmt
-                    | Kind::Union
-                    | Kind::Group
-                    | Kind::Kw
-                    | Kind::Delay
-            )
-        )
+    i == 0 || v.kind(i - 1).is_some_and(Kind::expects_operand)
 }
 
 fn anywhere(v: &V) -> Option<usize> {

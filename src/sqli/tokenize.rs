@@ -54,6 +54,24 @@ pub(super) enum Kind {
 }
 
 impl Kind {
+    /// Whatever follows a token of this kind stands where an operand is
+    /// expected: an operator there is unary, a function call is evaluated.
+    pub(super) fn expects_operand(self) -> bool {
+        matches!(
+            self,
+            Kind::Op
+                | Kind::Logic
+                | Kind::LParen
+                | Kind::Comma
+                | Kind::Semi
+                | Kind::Stmt
+                | Kind::Union
+                | Kind::Group
+                | Kind::Kw
+                | Kind::Delay
+        )
+    }
+
     /// Fingerprint letter of this class.
     pub(super) fn letter(self) -> char {
         match self {
