@@ -30,7 +30,15 @@
  *   peer_devmap     DEVMAP_HASH   key __u32 ingress ifindex -> value
  *                                 struct bpf_devmap_val (ifindex of the peer
  *                                 port the frame leaves by), max_entries 16
- *   counters        PERCPU_ARRAY  key __u32 index -> __u64, max_entries 8
+ *   counters        PERCPU_ARRAY  key __u32 index -> __u64, max_entries 11
+ *   syn_guard_v4    HASH          key __u32 (IPv4 destination, wire order)
+ *                                 value struct fg_guard (below), max_entries 4096
+ *   syn_guard_v6    HASH          key struct fg_in6 (IPv6 destination)
+ *                                 value struct fg_guard, max_entries 4096
+ *   syn_seen        LRU_HASH      key struct fg_syn_key { __u8 src[16]; __u8 dst[16]; }
+ *                                 (IPv4 as IPv4-mapped IPv6), value __u64 time
+ *                                 of the first SYN seen, CLOCK_MONOTONIC ns,
+ *                                 max_entries 131072 (resize before load)
  *
  * .rodata config (set before load, e.g. aya EbpfLoader::set_global):
  *
@@ -48,6 +56,11 @@
  *                             the normal path below, it is NOT dropped)
  *   6 FG_CNT_BLOCK_EXPIRED    blocklist entry found expired and deleted
  *   7 FG_CNT_ALLOW_OVERRIDE   blocklist hit ignored because allowlisted
+ *   8 FG_CNT_GUARD_FIRST_DROP SYN guard: first SYN of a source to a guarded
+ *                             victim (or a resend within 200 ms) dropped
+ *   9 FG_CNT_GUARD_PASS       SYN guard: retransmitted SYN passed
+ *  10 FG_CNT_GUARD_RATE_DROP  SYN guard: retransmitted SYN over the
+ *                             victim's per-second limit dropped
  *
  * Verdict logic, per frame:
  *
@@ -63,6 +76,16 @@
  *      source is never dropped here. (It is only consulted on a live
  *      blocklist hit, so clean traffic pays one hash lookup, not a trie walk.)
  *      Non-IP frames (ARP, LLDP, ...) skip this step: never blocklist-dropped.
+ *   2b. SYN guard (IPv4 without fragment offset, or IPv6 with TCP as the
+ *      first next header): a TCP SYN without ACK/RST to a destination with
+ *      a live syn_guard_v{4,6} entry (until > now) is dropped unless its
+ *      (source, destination) pair sent a SYN before, at least 200 ms
+ *      earlier: a real client's TCP retransmits its SYN after its initial
+ *      RTO (1 s), a spoofed source of a random-source flood never comes
+ *      back. Passed SYNs are capped at the entry's limit per second (0 = no
+ *      cap). Userspace (the sink) inserts entries when the engine reports a
+ *      victim SYN flood, extends them while the guard keeps dropping, and
+ *      deletes them when they expire.
  *   3. AF_XDP: off = ifindex_offset[ingress_ifindex]; if present,
  *      bpf_redirect_map(&xsks_map, off + rx_queue_index, 0). If a socket is
  *      bound at that key the helper returns XDP_REDIRECT -> count [0], return it.
@@ -85,6 +108,7 @@
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
@@ -103,7 +127,10 @@ enum fg_counter {
 	FG_CNT_PARSE_ERROR = 5,
 	FG_CNT_BLOCK_EXPIRED = 6,
 	FG_CNT_ALLOW_OVERRIDE = 7,
-	FG_CNT_MAX = 8,
+	FG_CNT_GUARD_FIRST_DROP = 8,
+	FG_CNT_GUARD_PASS = 9,
+	FG_CNT_GUARD_RATE_DROP = 10,
+	FG_CNT_MAX = 11,
 };
 
 /* ---- config (.rodata, frozen at load) ---------------------------------- */
@@ -130,6 +157,42 @@ struct fg_lpm_v6 {
 	__u32 prefixlen;
 	__u8 addr[16];
 };
+
+/* A victim's SYN guard. `until` and `limit` are written by userspace; the
+ * rest is the program's (racy across CPUs by design: an approximate
+ * per-second cap is enough, and the totals use atomic adds). */
+struct fg_guard {
+	__u64 until;        /* CLOCK_MONOTONIC ns; guard off at or after this */
+	__u64 window;       /* start of the current one-second window */
+	__u64 dropped;      /* SYNs dropped by this guard, all reasons */
+	__u64 passed_total; /* retransmitted SYNs passed */
+	__u32 limit;        /* passed SYNs per second; 0 = uncapped */
+	__u32 passed;       /* passed in the current window */
+};
+
+struct fg_syn_key {
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct tcp_min {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff_res;
+	__u8 flags; /* CWR ECE URG ACK PSH RST SYN FIN, high to low */
+};
+
+#define FG_TCP_SYN 0x02
+#define FG_TCP_RST 0x04
+#define FG_TCP_ACK 0x10
+
+/* A TCP retransmission comes after the initial RTO (RFC 6298: 1 s); a
+ * resend sooner than this is the same first attempt (a flooder sending
+ * every spoofed SYN twice back to back). */
+#define FG_GUARD_MIN_GAP_NS (200ULL * 1000 * 1000)
+#define FG_GUARD_WINDOW_NS (1000ULL * 1000 * 1000)
 
 struct vlan_hdr {
 	__be16 h_vlan_TCI;
@@ -195,6 +258,27 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct fg_guard);
+} syn_guard_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct fg_in6);
+	__type(value, struct fg_guard);
+} syn_guard_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct fg_syn_key);
+	__type(value, __u64);
+} syn_seen SEC(".maps");
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -266,6 +350,57 @@ static __always_inline int check_v6(const struct fg_in6 *src)
 	return 1;
 }
 
+/*
+ * The SYN guard for one SYN to a guarded victim `g`. Returns 1 to drop.
+ */
+static __always_inline int syn_guard(struct fg_guard *g, const struct fg_syn_key *k, __u64 now)
+{
+	__u64 *seen = bpf_map_lookup_elem(&syn_seen, k);
+
+	if (!seen) {
+		__u64 t = now;
+
+		bpf_map_update_elem(&syn_seen, k, &t, BPF_ANY);
+		__sync_fetch_and_add(&g->dropped, 1);
+		count(FG_CNT_GUARD_FIRST_DROP);
+		return 1;
+	}
+	if ((__s64)(now - *seen) < (__s64)FG_GUARD_MIN_GAP_NS) {
+		/* Keep the first time: the real retransmission still passes. */
+		__sync_fetch_and_add(&g->dropped, 1);
+		count(FG_CNT_GUARD_FIRST_DROP);
+		return 1;
+	}
+	if (now - g->window >= FG_GUARD_WINDOW_NS) {
+		g->window = now;
+		g->passed = 0;
+	}
+	if (g->limit && g->passed >= g->limit) {
+		__sync_fetch_and_add(&g->dropped, 1);
+		count(FG_CNT_GUARD_RATE_DROP);
+		return 1;
+	}
+	__sync_fetch_and_add(&g->passed, 1);
+	__sync_fetch_and_add(&g->passed_total, 1);
+	count(FG_CNT_GUARD_PASS);
+	return 0;
+}
+
+/* Flags byte of a TCP header at `th`, or -1 if it is not in the frame. */
+static __always_inline int tcp_flags(void *th, void *data_end)
+{
+	struct tcp_min *t = th;
+
+	if ((void *)(t + 1) > data_end)
+		return -1;
+	return t->flags;
+}
+
+static __always_inline int is_bare_syn(int fl)
+{
+	return fl >= 0 && (fl & (FG_TCP_SYN | FG_TCP_ACK | FG_TCP_RST)) == FG_TCP_SYN;
+}
+
 /* ---- program ----------------------------------------------------------- */
 
 SEC("xdp")
@@ -314,6 +449,29 @@ int flowgate_xdp(struct xdp_md *ctx)
 			count(FG_CNT_BLOCK_DROP);
 			return XDP_DROP;
 		}
+		/* First fragments carry the TCP header too. */
+		if (ip4->protocol == IPPROTO_TCP && !(ip4->frag_off & bpf_htons(0x1fff))) {
+			void *th = (void *)ip4 + ip4->ihl * 4;
+			__u32 daddr = ip4->daddr;
+
+			if (is_bare_syn(tcp_flags(th, data_end))) {
+				struct fg_guard *g = bpf_map_lookup_elem(&syn_guard_v4, &daddr);
+				__u64 now = bpf_ktime_get_ns();
+
+				if (g && g->until > now) {
+					struct fg_syn_key k = {};
+
+					k.src[10] = 0xff;
+					k.src[11] = 0xff;
+					k.dst[10] = 0xff;
+					k.dst[11] = 0xff;
+					__builtin_memcpy(&k.src[12], &ip4->saddr, 4);
+					__builtin_memcpy(&k.dst[12], &daddr, 4);
+					if (syn_guard(g, &k, now))
+						return XDP_DROP;
+				}
+			}
+		}
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
 
@@ -324,6 +482,25 @@ int flowgate_xdp(struct xdp_md *ctx)
 		if (check_v6((const struct fg_in6 *)&ip6->saddr)) {
 			count(FG_CNT_BLOCK_DROP);
 			return XDP_DROP;
+		}
+		/* TCP right after the fixed header; extension headers skip the
+		 * guard (the engine still sees and counts them). */
+		if (ip6->nexthdr == IPPROTO_TCP && is_bare_syn(tcp_flags(ip6 + 1, data_end))) {
+			struct fg_in6 dkey;
+
+			__builtin_memcpy(&dkey, &ip6->daddr, sizeof(dkey));
+
+			struct fg_guard *g = bpf_map_lookup_elem(&syn_guard_v6, &dkey);
+			__u64 now = bpf_ktime_get_ns();
+
+			if (g && g->until > now) {
+				struct fg_syn_key k;
+
+				__builtin_memcpy(k.src, &ip6->saddr, 16);
+				__builtin_memcpy(k.dst, dkey.addr, 16);
+				if (syn_guard(g, &k, now))
+					return XDP_DROP;
+			}
 		}
 	} else if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		/* A third VLAN tag: we cannot see the source, userspace decides. */

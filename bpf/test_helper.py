@@ -63,6 +63,29 @@ def ipv6_udp(src: str, dst: str) -> bytes:
     return ip + udp
 
 
+def tcp_seg(flags: int) -> bytes:
+    # sport 40000, dport 80, seq 1, ack 0, doff 5, flags, window 64240;
+    # checksum left 0 (the program does not check it).
+    return struct.pack("!HHIIBBHHH", 40000, 80, 1, 0, 5 << 4, flags, 64240, 0, 0)
+
+
+def ipv4_tcp(src: str, dst: str, flags: int, frag_off: int = 0) -> bytes:
+    tcp = tcp_seg(flags)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, frag_off, 64, 6, 0,
+                     ipaddress.IPv4Address(src).packed,
+                     ipaddress.IPv4Address(dst).packed)
+    ip = ip[:10] + struct.pack("!H", csum16(ip)) + ip[12:]
+    return ip + tcp
+
+
+def ipv6_tcp(src: str, dst: str, flags: int) -> bytes:
+    tcp = tcp_seg(flags)
+    ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64,
+                     ipaddress.IPv6Address(src).packed,
+                     ipaddress.IPv6Address(dst).packed)
+    return ip + tcp
+
+
 def arp_request(sender_ip: str, target_ip: str) -> bytes:
     return struct.pack("!HHBBH6s4s6s4s", 1, ETH_P_IP, 6, 4, 1, SRC_MAC,
                        ipaddress.IPv4Address(sender_ip).packed, b"\0" * 6,
@@ -83,6 +106,12 @@ def cmd_frame(a):
         f = l2(ETH_P_IP, vlans) + ipv4_udp(a.src, a.dst or "198.19.0.1")
     elif a.kind == "ipv6":
         f = l2(ETH_P_IPV6, vlans) + ipv6_udp(a.src, a.dst or "2001:db8:ffff::1")
+    elif a.kind == "tcp4":
+        f = l2(ETH_P_IP, vlans) + ipv4_tcp(a.src, a.dst or "198.19.0.1",
+                                           int(a.flags, 0), int(a.frag_off, 0))
+    elif a.kind == "tcp6":
+        f = l2(ETH_P_IPV6, vlans) + ipv6_tcp(a.src, a.dst or "2001:db8:ffff::1",
+                                             int(a.flags, 0))
     elif a.kind == "arp":
         f = l2(ETH_P_ARP, vlans) + arp_request(a.src, a.dst or "198.19.0.1")
     elif a.kind == "raw":
@@ -117,6 +146,20 @@ def cmd_bytes(a):
         b = ipaddress.IPv4Address(a.value).packed
     elif a.type == "ip6":
         b = ipaddress.IPv6Address(a.value).packed
+    elif a.type == "guard":
+        # struct fg_guard: until, window, dropped, passed_total (u64),
+        # limit, passed (u32). VALUE is UNTIL:LIMIT.
+        until, limit = a.value.split(":")
+        b = struct.pack("=QQQQII", int(until), 0, 0, 0, int(limit), 0)
+    elif a.type == "seen":
+        # struct fg_syn_key: src, dst as 16 bytes (IPv4 mapped). VALUE is SRC>DST.
+        def v6(x):
+            ip = ipaddress.ip_address(x)
+            if ip.version == 4:
+                return b"\0" * 10 + b"\xff\xff" + ip.packed
+            return ip.packed
+        src, dst = a.value.split(">")
+        b = v6(src) + v6(dst)
     elif a.type == "lpm4":
         n = ipaddress.IPv4Network(a.value, strict=False)
         b = struct.pack("=I", n.prefixlen) + n.network_address.packed
@@ -222,7 +265,9 @@ def main():
     sp = p.add_subparsers(dest="cmd_name", required=True)
 
     f = sp.add_parser("frame")
-    f.add_argument("kind", choices=["ipv4", "ipv6", "arp", "raw"])
+    f.add_argument("kind", choices=["ipv4", "ipv6", "tcp4", "tcp6", "arp", "raw"])
+    f.add_argument("--flags", default="0x02", help="TCP flags byte (tcp4/tcp6)")
+    f.add_argument("--frag-off", default="0", help="IPv4 flags+fragment offset field (tcp4)")
     f.add_argument("out")
     f.add_argument("--src", default="198.18.0.1")
     f.add_argument("--dst")
@@ -240,7 +285,7 @@ def main():
     c.set_defaults(fn=cmd_ctx)
 
     b = sp.add_parser("bytes")
-    b.add_argument("type", choices=["u32", "u64", "ip4", "ip6", "lpm4", "lpm6"])
+    b.add_argument("type", choices=["u32", "u64", "ip4", "ip6", "lpm4", "lpm6", "guard", "seen"])
     b.add_argument("value")
     b.set_defaults(fn=cmd_bytes)
 

@@ -294,6 +294,54 @@ XSK_OUT="$($H xsk-hold --ifname fgA --queue 1 --map "$(M xsks_map)" --key 9 -- \
 after
 check "11c xsk bound, blocklisted source -> DROP" retval "$XSK_OUT" $DROP  cnt0_xsk "$(delta 0)" 0
 
+# 13. SYN guard on a victim (syn_guard_v4 / syn_guard_v6, syn_seen).
+VIC4=198.19.0.80
+CLI4=198.18.5.5
+F_SYN4="$(frame syn4 tcp4 --src $CLI4 --dst $VIC4 --flags 0x02)"
+snap; r=$(run "$F_SYN4")
+check "13 SYN to unguarded victim -> PASS" \
+	retval "$r" $PASS_  cnt8_first "$(delta 8)" 0  seen "$(present syn_seen seen "$CLI4>$VIC4")" no
+map_set syn_guard_v4 ip4 $VIC4 guard "$(future):0"
+snap; r=$(run "$F_SYN4")
+check "13b guarded: first SYN of a source -> DROP, remembered" \
+	retval "$r" $DROP  cnt8_first "$(delta 8)" 1  seen "$(present syn_seen seen "$CLI4>$VIC4")" yes
+# (first seen "in 5 s": the helper round trips here are slower than 200 ms)
+map_set_raw syn_seen "$($H bytes seen "$CLI4>$VIC4")" "$($H bytes u64 "$($H now 5)")"
+snap; r=$(run "$F_SYN4")
+check "13c resend within 200 ms -> DROP" retval "$r" $DROP  cnt8_first "$(delta 8)" 1  cnt9_pass "$(delta 9)" 0
+map_set_raw syn_seen "$($H bytes seen "$CLI4>$VIC4")" "$($H bytes u64 "$($H now -0.3)")"
+snap; r=$(run "$F_SYN4")
+check "13d retransmission after 200 ms -> PASS" retval "$r" $PASS_  cnt9_pass "$(delta 9)" 1  cnt8_first "$(delta 8)" 0
+snap; r=$(run "$(frame synack4 tcp4 --src $CLI4 --dst $VIC4 --flags 0x12)")
+check "13e SYN+ACK / ACK not guarded -> PASS" retval "$r" $PASS_  cnt8_first "$(delta 8)" 0
+snap; r=$(run "$(frame ack4 tcp4 --src 198.18.5.6 --dst $VIC4 --flags 0x10)")
+check "13f new source's ACK -> PASS" retval "$r" $PASS_  cnt8_first "$(delta 8)" 0
+snap; r=$(run "$(frame synfr tcp4 --src 198.18.5.7 --dst $VIC4 --flags 0x02 --frag-off 0x2000)")
+check "13g SYN in a first fragment -> guarded, DROP" retval "$r" $DROP  cnt8_first "$(delta 8)" 1
+snap; r=$(run "$(frame synvl tcp4 --src 198.18.5.8 --dst $VIC4 --flags 0x02 --vlan 0x8100:7)")
+check "13h SYN behind a VLAN tag -> guarded, DROP" retval "$r" $DROP  cnt8_first "$(delta 8)" 1
+# per-second cap of passed SYNs: limit 1 -> second validated SYN dropped
+map_set syn_guard_v4 ip4 $VIC4 guard "$(future):1"
+F_SYN4B="$(frame syn4b tcp4 --src 198.18.5.9 --dst $VIC4 --flags 0x02)"
+map_set_raw syn_seen "$($H bytes seen "198.18.5.9>$VIC4")" "$($H bytes u64 "$($H now -1)")"
+map_set_raw syn_seen "$($H bytes seen "$CLI4>$VIC4")" "$($H bytes u64 "$($H now -1)")"
+snap; r1=$(run "$F_SYN4"); r2=$(run "$F_SYN4B")
+check "13i limit 1/s: second validated SYN -> DROP" \
+	first "$r1" $PASS_  second "$r2" $DROP  cnt10_rate "$(delta 10)" 1
+map_set syn_guard_v4 ip4 $VIC4 guard "$(past):0"
+snap; r=$(run "$(frame synexp tcp4 --src 198.18.5.10 --dst $VIC4 --flags 0x02)")
+check "13j expired guard -> PASS" retval "$r" $PASS_  cnt8_first "$(delta 8)" 0
+map_del syn_guard_v4 ip4 $VIC4
+VIC6=2001:db8:80::1
+map_set syn_guard_v6 ip6 $VIC6 guard "$(future):0"
+F_SYN6="$(frame syn6 tcp6 --src 2001:db8:5::5 --dst $VIC6 --flags 0x02)"
+snap; r=$(run "$F_SYN6")
+check "13k v6 guarded: first SYN -> DROP" retval "$r" $DROP  cnt8_first "$(delta 8)" 1
+sleep 0.25
+snap; r=$(run "$F_SYN6")
+check "13l v6 retransmission -> PASS" retval "$r" $PASS_  cnt9_pass "$(delta 9)" 1
+map_del syn_guard_v6 ip6 $VIC6
+
 # --------------------------------------------------- fail_closed = 1 -------
 echo "== fixtures (object built with fail_closed = 1)"
 V=closed

@@ -731,6 +731,35 @@ impl Config {
             1,
             4096,
         )?;
+        let v = &det.victim;
+        n("detect.victim.syn_rate", v.syn_rate as u64, 1, MAX_RATE)?;
+        n("detect.victim.icmp_rate", v.icmp_rate as u64, 1, MAX_RATE)?;
+        n(
+            "detect.victim.half_open_rate",
+            v.half_open_rate as u64,
+            1,
+            MAX_RATE,
+        )?;
+        n(
+            "detect.victim.min_sources",
+            v.min_sources as u64,
+            1,
+            1 << 20,
+        )?;
+        n(
+            "detect.victim.max_victims",
+            v.max_victims as u64,
+            1,
+            MAX_TABLE,
+        )?;
+        n("detect.victim.guard_rate", v.guard_rate as u64, 0, MAX_RATE)?;
+        n(
+            "detect.victim.guard_table",
+            v.guard_table as u64,
+            1024,
+            MAX_TABLE,
+        )?;
+        d_max("detect.victim.guard_hold", v.guard_hold, MAX_WINDOW)?;
         Ok(())
     }
 
@@ -846,6 +875,8 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "output.alerts" => output.alerts;
     "tables" => tables;
     "block.capacity" => block.capacity;
+    // Sizes the kernel's syn_seen map, created at attach.
+    "detect.victim.guard_table" => detect.victim.guard_table;
     "signatures.flows" => signatures.flows;
     "signatures.buffer_budget" => signatures.buffer_budget;
     "live" => live;

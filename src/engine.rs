@@ -579,31 +579,52 @@ impl ShardEngine {
             self.stats.allowlisted += 1;
             return self.allow();
         }
-        if cfg.detect.victim.enabled {
-            let syn = pkt.proto == Proto::Tcp
-                && pkt.tcp_flags.has(TcpFlags::SYN)
-                && !pkt.tcp_flags.any(TcpFlags::ACK | TcpFlags::RST);
-            if syn || pkt.is_icmp_echo_request() {
-                let epoch = f.ts - f.ts % crate::detect::victim::EPOCH_NS;
-                let full = self.victims.len() >= cfg.detect.victim.max_victims;
-                match self.victims.get_mut(&(epoch, pkt.dst)) {
-                    Some(c) => c.add(syn, self.sharder.hash_one(key.0), f.idx, f.ts),
-                    None if full => self.stats.victim_overflow += 1,
-                    None => self.victims.entry((epoch, pkt.dst)).or_default().add(
-                        syn,
-                        self.sharder.hash_one(key.0),
-                        f.idx,
-                        f.ts,
-                    ),
-                }
-            }
+        let mut completed = false;
+        let found = detect::inspect(&cfg.detect, &self.sharder, st, &pkt, f.ts, &mut completed);
+        if self.cfg.detect.victim.enabled {
+            self.count_victim(key, f, &pkt, completed);
         }
-        match detect::inspect(&cfg.detect, &self.sharder, st, &pkt, f.ts) {
+        match found {
             Some(d) => self.start_episode(key, f, &pkt, d),
             None if pkt.proto == Proto::Tcp && self.scanner.is_some() && !pkt.fragment => {
                 self.inspect_stream(key, f, &pkt)
             }
             None => self.allow(),
+        }
+    }
+
+    /// Counts a SYN, a completed handshake or an echo request toward its
+    /// destination's epoch (`detect::victim`).
+    fn count_victim(&mut self, key: SourceKey, f: &RawFrame, pkt: &Packet, completed: bool) {
+        use crate::detect::victim::Hit;
+        let fl = pkt.tcp_flags;
+        let hit = if pkt.proto == Proto::Tcp {
+            if fl.has(TcpFlags::SYN) && !fl.any(TcpFlags::ACK | TcpFlags::RST) {
+                Hit::Syn
+            } else if completed {
+                Hit::Completed
+            } else {
+                return;
+            }
+        } else if pkt.is_icmp_echo_request() {
+            Hit::Echo
+        } else {
+            return;
+        };
+        let epoch = f.ts - f.ts % crate::detect::victim::EPOCH_NS;
+        let full = self.victims.len() >= self.cfg.detect.victim.max_victims;
+        let src = self.sharder.hash_one(key.0);
+        match self.victims.get_mut(&(epoch, pkt.dst)) {
+            Some(c) => c.add(hit, src, f.idx, f.ts),
+            // A completion alone does not open a destination's slot.
+            None if full || hit == Hit::Completed => {
+                self.stats.victim_overflow += u64::from(hit != Hit::Completed)
+            }
+            None => self
+                .victims
+                .entry((epoch, pkt.dst))
+                .or_default()
+                .add(hit, src, f.idx, f.ts),
         }
     }
 

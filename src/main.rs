@@ -265,6 +265,7 @@ fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
                 mode,
                 blocklist_capacity: cfg.block.capacity as u32,
                 allowlist: &cfg.block.allowlist,
+                syn_seen_capacity: cfg.detect.victim.guard_table,
             })?;
             emit(&format!(
                 "attached to {ingress} and {egress} ({}), pinned in {}\n",

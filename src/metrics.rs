@@ -334,7 +334,7 @@ pub fn shard_batch(shard: usize) -> metrics::Histogram {
 }
 
 /// Exports the XDP program's counters (absolute values).
-pub fn xdp_counters(c: &[u64; 8]) {
+pub fn xdp_counters(c: &[u64; crate::xdp::COUNTERS]) {
     for (name, v) in crate::xdp::COUNTER_NAMES.iter().zip(c) {
         counter!("flowgate_xdp_packets_total", "action" => *name).absolute(*v);
     }

@@ -85,6 +85,8 @@ pub const REPEATED_ATTEMPTS: RuleId = 9_100_040;
 pub const VICTIM_SYN_FLOOD: RuleId = 9_100_050;
 /// `victim_icmp_flood`: echo requests to one destination from many sources.
 pub const VICTIM_ICMP_FLOOD: RuleId = 9_100_051;
+/// Handshakes to one destination left half-open, all sources together.
+pub const VICTIM_HALF_OPEN: RuleId = 9_100_052;
 /// `malformed`: the rule a frame that fails to decode is dropped under
 /// (with `engine.drop_malformed`). Counted, never alerted.
 pub const MALFORMED: RuleId = 9_100_090;
@@ -194,7 +196,16 @@ pub static BUILTIN: &[RuleMeta] = &[
         msg: Cow::Borrowed("FLOWGATE DOS TCP SYN flood against one destination (distributed or spoofed)"),
         category: Cow::Borrowed(DOS),
         severity: 1,
-        fires_when: Cow::Borrowed("all sources together send one destination more than {detect.victim.syn_rate} SYNs in a second of packet time, from at least {detect.victim.min_sources} distinct sources; alert only, sources are not blocked"),
+        fires_when: Cow::Borrowed("all sources together send one destination more than {detect.victim.syn_rate} SYNs in a second of packet time, from at least {detect.victim.min_sources} distinct sources; sources are not blocked; live prevent mode switches on the victim's SYN guard in XDP (syn_guard = {detect.victim.syn_guard})"),
+    },
+    RuleMeta {
+        id: VICTIM_HALF_OPEN,
+        rev: 1,
+        name: Cow::Borrowed("victim_half_open"),
+        msg: Cow::Borrowed("FLOWGATE DOS TCP handshakes left half-open against one destination (distributed or spoofed)"),
+        category: Cow::Borrowed(DOS),
+        severity: 1,
+        fires_when: Cow::Borrowed("all sources together start more than {detect.victim.half_open_rate} handshakes a second with one destination that they do not complete (SYNs minus final ACKs, a second of packet time), from at least {detect.victim.min_sources} distinct sources, while the SYN rate stays under {detect.victim.syn_rate}/s; sources are not blocked; live prevent mode switches on the victim's SYN guard"),
     },
     RuleMeta {
         id: VICTIM_ICMP_FLOOD,

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// The compiled program, built by build.rs with clang.
 pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flowgate_xdp.o"));
 
-const MAPS: [&str; 8] = [
+const MAPS: [&str; 11] = [
     "blocklist_v4",
     "blocklist_v6",
     "allowlist_v4",
@@ -29,10 +29,13 @@ const MAPS: [&str; 8] = [
     "ifindex_offset",
     "peer_devmap",
     "counters",
+    "syn_guard_v4",
+    "syn_guard_v6",
+    "syn_seen",
 ];
 
 /// Per-CPU counter indices, summed (see the C file).
-pub const COUNTER_NAMES: [&str; 8] = [
+pub const COUNTER_NAMES: [&str; COUNTERS] = [
     "redirected_to_afxdp",
     "forwarded_by_fallback",
     "dropped_by_blocklist",
@@ -41,7 +44,13 @@ pub const COUNTER_NAMES: [&str; 8] = [
     "parse_errors",
     "expired_entries_deleted",
     "allowlist_overrides",
+    "syn_guard_first_dropped",
+    "syn_guard_passed",
+    "syn_guard_rate_dropped",
 ];
+
+/// Entries of the program's `counters` array.
+pub const COUNTERS: usize = 11;
 
 /// Why the XDP program or its maps could not be set up or used.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +97,9 @@ pub struct AttachOptions<'a> {
     pub blocklist_capacity: u32,
     /// Networks whose sources the program never drops, even if blocklisted.
     pub allowlist: &'a [IpNet],
+    /// Entries of the SYN guard's `syn_seen` LRU map
+    /// (`detect.victim.guard_table`).
+    pub syn_seen_capacity: u32,
 }
 
 /// Capabilities loading XDP and binding AF_XDP sockets needs that this
@@ -193,7 +205,8 @@ pub fn attach(o: &AttachOptions) -> Result<(), XdpError> {
     loader
         .override_global("fail_closed", &fail_closed, true)
         .map_max_entries("blocklist_v4", o.blocklist_capacity)
-        .map_max_entries("blocklist_v6", o.blocklist_capacity);
+        .map_max_entries("blocklist_v6", o.blocklist_capacity)
+        .map_max_entries("syn_seen", o.syn_seen_capacity);
     let mut ebpf = loader.load(OBJECT).map_err(bpf(
         "loading the XDP object (is the kernel built with BPF and BTF?)",
     ))?;
@@ -422,12 +435,110 @@ impl Blocklist {
     }
 }
 
+/// A victim's entry in `syn_guard_v4`/`syn_guard_v6`: `struct fg_guard` in
+/// the C file, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuardEntry {
+    /// CLOCK_MONOTONIC ns; the guard is off at or after this.
+    pub until: u64,
+    /// The program's: start of its current one-second window.
+    pub window: u64,
+    /// SYNs the guard dropped (first attempts and over the cap).
+    pub dropped: u64,
+    /// Retransmitted SYNs it passed.
+    pub passed_total: u64,
+    /// SYNs passed per second; 0 = uncapped.
+    pub limit: u32,
+    /// The program's: passed in the current window.
+    pub passed: u32,
+}
+
+// SAFETY: `GuardEntry` is `repr(C)`, made only of integers (any bit
+// pattern is valid) and has no padding (4 × u64 + 2 × u32 = 40 bytes,
+// 8-aligned), which aya needs to copy it to and from the kernel.
+unsafe impl aya::Pod for GuardEntry {}
+
+/// Handle on the pinned SYN guard maps: which victims' SYNs the program
+/// admits only as retransmissions (see the C file, step 2b).
+pub struct SynGuard {
+    v4: BpfHashMap<MapData, [u8; 4], GuardEntry>,
+    v6: BpfHashMap<MapData, [u8; 16], GuardEntry>,
+}
+
+impl SynGuard {
+    /// Opens the guard maps [`attach`] pinned under `pin_dir`.
+    pub fn open(pin_dir: &Path) -> Result<SynGuard, XdpError> {
+        Ok(SynGuard {
+            v4: BpfHashMap::try_from(Map::HashMap(pinned(pin_dir, "syn_guard_v4")?))
+                .map_err(bpf("syn_guard_v4"))?,
+            v6: BpfHashMap::try_from(Map::HashMap(pinned(pin_dir, "syn_guard_v6")?))
+                .map_err(bpf("syn_guard_v6"))?,
+        })
+    }
+
+    /// Guards `victim` until `hold` from now, passing at most `limit`
+    /// retransmitted SYNs a second (0 = uncapped). Extending a live guard
+    /// keeps the program's counters.
+    pub fn arm(&mut self, victim: IpAddr, hold: Duration, limit: u32) -> Result<(), XdpError> {
+        let until = monotonic_ns().saturating_add(hold.as_nanos() as u64);
+        let victim = canonical(victim);
+        let mut e = self.get(victim).unwrap_or_default();
+        e.until = until;
+        e.limit = limit;
+        match victim {
+            IpAddr::V4(a) => self.v4.insert(a.octets(), e, 0),
+            IpAddr::V6(a) => self.v6.insert(a.octets(), e, 0),
+        }
+        .map_err(bpf(format!("guarding {victim} (syn_guard map full?)")))
+    }
+
+    /// The entry of `victim`, if guarded (live or expired).
+    pub fn get(&self, victim: IpAddr) -> Option<GuardEntry> {
+        match canonical(victim) {
+            IpAddr::V4(a) => self.v4.get(&a.octets(), 0).ok(),
+            IpAddr::V6(a) => self.v6.get(&a.octets(), 0).ok(),
+        }
+    }
+
+    /// Every guarded victim with its entry.
+    pub fn entries(&self) -> Vec<(IpAddr, GuardEntry)> {
+        let v4 = self
+            .v4
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, e)| (IpAddr::from(k), e));
+        let v6 = self
+            .v6
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, e)| (IpAddr::from(k), e));
+        v4.chain(v6).collect()
+    }
+
+    /// Switches the guard off for `victim`.
+    pub fn disarm(&mut self, victim: IpAddr) {
+        let _ = match canonical(victim) {
+            IpAddr::V4(a) => self.v4.remove(&a.octets()),
+            IpAddr::V6(a) => self.v6.remove(&a.octets()),
+        };
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as IPv4: the program files them that way.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
 /// The program's per-CPU counters, summed over CPUs.
-pub fn counters(pin_dir: &Path) -> Result<[u64; 8], XdpError> {
+pub fn counters(pin_dir: &Path) -> Result<[u64; COUNTERS], XdpError> {
     let arr: PerCpuArray<MapData, u64> =
         PerCpuArray::try_from(Map::PerCpuArray(pinned(pin_dir, "counters")?))
             .map_err(bpf("counters"))?;
-    let mut out = [0u64; 8];
+    let mut out = [0u64; COUNTERS];
     for (i, slot) in out.iter_mut().enumerate() {
         if let Ok(v) = arr.get(&(i as u32), 0) {
             *slot = v.iter().sum();

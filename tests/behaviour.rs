@@ -321,6 +321,82 @@ fn a_spoofed_syn_flood_alerts_on_the_victim_for_any_shard_count() {
 }
 
 #[test]
+fn a_slow_spoofed_flood_is_half_open_and_a_busy_server_is_not() {
+    // 1000 SYN/s for 4 s from random spoofed sources: under the victim SYN
+    // rate (2000/s) but none completes, so the backlog fills.
+    let victim = synth::v4(198, 19, 0, 81);
+    let mut frames = Vec::new();
+    let mut x: u32 = 0x0bad_cafe;
+    for i in 0..4000u64 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (x & 0x00ff_ffff)));
+        let f = synth::tcp(src, victim, (x >> 8) as u16 | 1024, 443, flags::SYN, x, b"");
+        frames.push((EPOCH + i * MS, f));
+    }
+    let cfg = config(&[]);
+    let one = run_frames(&cfg, 1, &frames);
+    assert_eq!(alerts_of(&one.events, rules::VICTIM_SYN_FLOOD), 0);
+    assert_eq!(
+        alerts_of(&one.events, rules::VICTIM_HALF_OPEN),
+        1,
+        "{:#?}",
+        one.events
+    );
+    let a = &one.events[0];
+    assert!(
+        a.contains("\"dest_ip\":\"198.19.0.81\"")
+            && a.contains("\"value\":1000,")
+            && a.contains("\"threshold\":500,")
+            && a.contains("1000 SYNs, 0 handshakes completed"),
+        "{a}"
+    );
+    for shards in [2, 3] {
+        let n = run_frames(&cfg, shards, &frames);
+        assert_eq!(n.events, one.events, "{shards} shards");
+    }
+    // A busy server: 1500 handshakes a second from 300 clients, every one
+    // completed. Nothing is half-open, and 1500/s is under the SYN rate.
+    let server = synth::v4(198, 19, 0, 82);
+    let mut busy = Vec::new();
+    for i in 0..4500u64 {
+        let c = synth::v4(198, 18, 20 + (i % 300 / 250) as u8, (i % 250) as u8 + 1);
+        let t = EPOCH + i * 2 * MS / 3;
+        let sport = 20_000 + (i / 300) as u16;
+        busy.push((t, synth::tcp(c, server, sport, 443, flags::SYN, 1, b"")));
+        busy.push((
+            t + 200_000,
+            synth::tcp(server, c, 443, sport, flags::SYN | flags::ACK, 7, b""),
+        ));
+        busy.push((
+            t + 400_000,
+            synth::tcp(c, server, sport, 443, flags::ACK, 2, b""),
+        ));
+    }
+    busy.sort_by_key(|(t, _)| *t);
+    let b = run_frames(&cfg, 2, &busy);
+    assert!(b.events.is_empty(), "{:#?}", b.events);
+    // The same server with a third of its handshakes never finished: 500
+    // open a second is the limit, not over it; 900 is.
+    let mut lossy = Vec::new();
+    for (i, (t, f)) in busy.iter().enumerate() {
+        let handshake = i / 3;
+        if i % 3 == 2 && handshake % 5 < 3 {
+            continue; // 60 % of final ACKs missing: 900 half-open a second
+        }
+        lossy.push((*t, f.clone()));
+    }
+    let l = run_frames(&cfg, 2, &lossy);
+    assert_eq!(
+        alerts_of(&l.events, rules::VICTIM_HALF_OPEN),
+        1,
+        "{:#?}",
+        l.events
+    );
+}
+
+#[test]
 fn a_distributed_ping_flood_alerts_on_the_victim() {
     let victim = synth::v4(198, 19, 0, 7);
     let mut frames = Vec::new();

@@ -74,13 +74,16 @@ pub struct SourceState {
 }
 
 /// Runs every enabled detector on one packet of a source, cheapest first.
-/// Returns the first finding.
+/// Returns the first finding. `completed` is set when the packet is the
+/// source's final ACK of a handshake it started (the victim counters use
+/// it; it needs `syn_flood` enabled, which tracks handshakes).
 pub fn inspect(
     cfg: &DetectConfig,
     h: &Sharder,
     st: &mut SourceState,
     pkt: &Packet,
     now: Ts,
+    completed: &mut bool,
 ) -> Option<Detection> {
     if pkt.fragment {
         return None;
@@ -92,14 +95,14 @@ pub fn inspect(
                     return Some(d);
                 }
             }
-            let mut completed = false;
             if cfg.syn_flood.enabled {
                 let out = syn_flood::on_tcp(&cfg.syn_flood, h, &mut st.syn, pkt, now);
+                *completed = out.completed;
                 if out.detection.is_some() {
                     return out.detection;
                 }
-                completed = out.completed;
             }
+            let completed = *completed;
             if cfg.port_scan.enabled {
                 let d = port_scan::on_tcp(&cfg.port_scan, h, &mut st.scan, pkt, now, completed);
                 if d.is_some() {

@@ -11,8 +11,16 @@
 //! sources were split, and every shard is handed the same epoch ends, so
 //! the result is the same for any shard count.
 //!
+//! Three rules: `victim_syn_flood` (SYN rate), `victim_half_open`
+//! (handshakes started and never completed, a slower spoofed flood that
+//! still fills the victim's backlog) and `victim_icmp_flood`.
+//!
 //! Mitigation does not block sources (they are mostly spoofed): the alert
-//! names the victim, the rate and the number of distinct sources.
+//! names the victim, the rate and the number of distinct sources, and in
+//! live prevent mode the sink switches on the victim's SYN guard in the XDP
+//! program (`syn_guard` below; `xdp::SynGuard`): a SYN passes only when its
+//! source retransmits it, which a real TCP client does and a random-source
+//! flood does not.
 
 use crate::alert::Alert;
 use crate::packet::Proto;
@@ -37,9 +45,28 @@ pub struct VictimConfig {
     /// Distinct sources needed: fewer is a per-source flood, the per-source
     /// rules' job.
     pub min_sources: u32,
+    /// Handshakes per second started to one destination and not completed
+    /// (SYNs minus the sources' final ACKs); more fires `victim_half_open`.
+    /// Needs `[detect.syn_flood]` enabled (it tracks the handshakes).
+    pub half_open_rate: u32,
     /// Destinations counted per shard and epoch; more are counted as
     /// overflow (memory stays bounded under a flood to random addresses).
     pub max_victims: usize,
+    /// Live prevent mode: on a victim SYN or half-open flood, switch on the
+    /// victim's SYN guard in the XDP program.
+    pub syn_guard: bool,
+    /// The guard stays on while it drops more than `half_open_rate` SYNs a
+    /// second, and this long after.
+    #[serde(with = "humantime_serde")]
+    pub guard_hold: std::time::Duration,
+    /// SYNs the guard passes per second to one victim (retransmissions,
+    /// i.e. real clients); 0 = no cap.
+    pub guard_rate: u32,
+    /// (source, victim) pairs the guard remembers (the kernel LRU map
+    /// `syn_seen`); must exceed the flood's SYNs per second so a real
+    /// client's first SYN is still remembered when it retransmits one
+    /// second later. Restart-only.
+    pub guard_table: u32,
 }
 
 impl Default for VictimConfig {
@@ -49,7 +76,12 @@ impl Default for VictimConfig {
             syn_rate: 2000,
             icmp_rate: 1000,
             min_sources: 8,
+            half_open_rate: 500,
             max_victims: 65_536,
+            syn_guard: true,
+            guard_hold: std::time::Duration::from_secs(30),
+            guard_rate: 2000,
+            guard_table: 131_072,
         }
     }
 }
@@ -60,11 +92,24 @@ pub const EPOCH_NS: Ts = crate::packet::NANOS_PER_SEC;
 /// HyperLogLog registers: 64 of them, about 13 % error, 64 bytes.
 const REGISTERS: usize = 64;
 
+/// What a packet counted toward its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// A SYN without ACK or RST.
+    Syn,
+    /// The source's final ACK of a handshake it started.
+    Completed,
+    /// An ICMP or ICMPv6 echo request.
+    Echo,
+}
+
 /// What one shard's sources sent to one destination in one epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VictimCounts {
     /// SYNs without ACK.
     pub syns: u32,
+    /// Handshakes completed (the sources' final ACKs).
+    pub completed: u32,
     /// ICMP/ICMPv6 echo requests.
     pub echoes: u32,
     /// Highest packet index counted (the alert's `pcap_cnt`).
@@ -79,6 +124,7 @@ impl Default for VictimCounts {
     fn default() -> Self {
         VictimCounts {
             syns: 0,
+            completed: 0,
             echoes: 0,
             last_idx: 0,
             last_ts: 0,
@@ -89,11 +135,16 @@ impl Default for VictimCounts {
 
 impl VictimCounts {
     /// Counts one packet from a source whose keyed hash is `src_hash`.
-    pub fn add(&mut self, syn: bool, src_hash: u64, idx: u64, ts: Ts) {
-        if syn {
-            self.syns = self.syns.saturating_add(1);
-        } else {
-            self.echoes = self.echoes.saturating_add(1);
+    pub fn add(&mut self, hit: Hit, src_hash: u64, idx: u64, ts: Ts) {
+        match hit {
+            Hit::Syn => self.syns = self.syns.saturating_add(1),
+            Hit::Echo => self.echoes = self.echoes.saturating_add(1),
+            Hit::Completed => {
+                // Not a flood packet: neither the alert's packet nor a
+                // flooding source.
+                self.completed = self.completed.saturating_add(1);
+                return;
+            }
         }
         if idx >= self.last_idx {
             self.last_idx = idx;
@@ -108,6 +159,7 @@ impl VictimCounts {
     /// Adds another shard's counts for the same destination and epoch.
     pub fn merge(&mut self, o: &VictimCounts) {
         self.syns = self.syns.saturating_add(o.syns);
+        self.completed = self.completed.saturating_add(o.completed);
         self.echoes = self.echoes.saturating_add(o.echoes);
         if o.last_idx >= self.last_idx {
             self.last_idx = o.last_idx;
@@ -207,14 +259,21 @@ impl VictimMerger {
             if sources < self.cfg.min_sources as u64 {
                 continue;
             }
-            for (rule, n, limit) in [
-                (rules::VICTIM_SYN_FLOOD, c.syns, self.cfg.syn_rate),
-                (rules::VICTIM_ICMP_FLOOD, c.echoes, self.cfg.icmp_rate),
-            ] {
-                let rate = (n as f64 / secs).round() as u64;
-                if rate > limit as u64 {
-                    over.push((ip, rule, rate, sources, c.clone()));
+            let rate = |n: u32| (n as f64 / secs).round() as u64;
+            let syn = rate(c.syns);
+            if syn > self.cfg.syn_rate as u64 {
+                over.push((ip, rules::VICTIM_SYN_FLOOD, syn, sources, c.clone()));
+            } else {
+                // The SYN rate rule covers a fast flood; this one the slow
+                // one whose handshakes never complete.
+                let open = rate(c.syns.saturating_sub(c.completed));
+                if open > self.cfg.half_open_rate as u64 {
+                    over.push((ip, rules::VICTIM_HALF_OPEN, open, sources, c.clone()));
                 }
+            }
+            let echo = rate(c.echoes);
+            if echo > self.cfg.icmp_rate as u64 {
+                over.push((ip, rules::VICTIM_ICMP_FLOOD, echo, sources, c.clone()));
             }
         }
         over.sort_by_key(|o| (o.0, o.1));
@@ -228,6 +287,12 @@ impl VictimMerger {
             };
             let (limit, what, proto) = if rule == rules::VICTIM_SYN_FLOOD {
                 (self.cfg.syn_rate, "TCP SYNs", Proto::Tcp)
+            } else if rule == rules::VICTIM_HALF_OPEN {
+                (
+                    self.cfg.half_open_rate,
+                    "TCP handshakes left half-open",
+                    Proto::Tcp,
+                )
             } else {
                 (
                     self.cfg.icmp_rate,
@@ -249,14 +314,26 @@ impl VictimMerger {
                 proto,
                 rule: meta,
                 blocked: false,
-                metric: if rule == rules::VICTIM_SYN_FLOOD { "tcp_syns_per_s_to_victim" } else { "icmp_echo_requests_per_s_to_victim" },
+                metric: match rule {
+                    rules::VICTIM_SYN_FLOOD => "tcp_syns_per_s_to_victim",
+                    rules::VICTIM_HALF_OPEN => "tcp_half_open_per_s_to_victim",
+                    _ => "icmp_echo_requests_per_s_to_victim",
+                },
                 value: rate,
                 threshold: limit as u64,
                 window: Some(std::time::Duration::from_nanos(end.saturating_sub(start))),
-                reason: format!(
-                    "{rate} {what}/s to {ip} from about {sources} distinct sources (limit {limit}/s); \
-                     sources not blocked (likely spoofed)"
-                ),
+                reason: if rule == rules::VICTIM_ICMP_FLOOD {
+                    format!(
+                        "{rate} {what}/s to {ip} from about {sources} distinct sources (limit {limit}/s); \
+                         sources not blocked (likely spoofed)"
+                    )
+                } else {
+                    format!(
+                        "{rate} {what}/s to {ip} from about {sources} distinct sources (limit {limit}/s; \
+                         {} SYNs, {} handshakes completed); sources not blocked (likely spoofed)",
+                        c.syns, c.completed
+                    )
+                },
                 block_until: None,
                 sources: Some(sources),
             });
@@ -280,8 +357,8 @@ mod tests {
         ];
         for i in 0..5000u32 {
             let s = h.hash_one(i);
-            one.add(true, s, i as u64, i as u64);
-            parts[(i % 3) as usize].add(true, s, i as u64, i as u64);
+            one.add(Hit::Syn, s, i as u64, i as u64);
+            parts[(i % 3) as usize].add(Hit::Syn, s, i as u64, i as u64);
         }
         let mut merged = VictimCounts::default();
         for p in &parts {
@@ -292,7 +369,7 @@ mod tests {
         assert!((3000.0..7500.0).contains(&est), "estimate {est} for 5000");
         let mut few = VictimCounts::default();
         for i in 0..3u32 {
-            few.add(true, h.hash_one(i), 0, 0);
+            few.add(Hit::Syn, h.hash_one(i), 0, 0);
         }
         assert!(few.sources() <= 4, "{}", few.sources());
     }

@@ -16,6 +16,7 @@
 //! (SIGHUP reload, SIGINT/SIGTERM stop) and tears it down.
 
 mod frames;
+mod guard;
 mod io;
 mod sink;
 mod worker;
@@ -300,6 +301,7 @@ pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> 
         blocklist_capacity: (cfg.block.capacity.div_ceil(crate::shard::BUCKETS)
             * crate::shard::BUCKETS) as u32,
         allowlist: &cfg.block.allowlist,
+        syn_seen_capacity: cfg.detect.victim.guard_table,
     })?;
     let result = run_attached(cfg, opts, rules, queues, &mut signals, started);
     if l.detach_on_exit {
@@ -370,6 +372,14 @@ fn run_attached(
             shards,
             rules.clone(),
         ),
+        guards: if cfg.engine.mode == crate::config::Mode::Prevent && cfg.detect.victim.syn_guard {
+            Some(guard::Guards::new(
+                xdp::SynGuard::open(&l.pin_dir)?,
+                cfg.detect.victim.clone(),
+            ))
+        } else {
+            None
+        },
     };
     let sink_thread = std::thread::Builder::new()
         .name("sink".into())

@@ -27,6 +27,9 @@ pub struct Sink {
     pub shared: std::sync::Arc<super::Shared>,
     /// Adds the shards' per-destination counts and decides victim floods.
     pub victims: crate::detect::victim::VictimMerger,
+    /// The victims' SYN guards in XDP (prevent mode with
+    /// `detect.victim.syn_guard`).
+    pub guards: Option<super::guard::Guards>,
 }
 
 /// What the sink did, for the exit summary.
@@ -46,8 +49,10 @@ impl Sink {
     pub fn run(mut self) -> SinkReport {
         let mut rep = SinkReport::default();
         let mut last = Instant::now();
+        let mut last_guard = Instant::now();
+        let wait = self.publish_every.min(Duration::from_secs(1));
         loop {
-            match self.rx.recv_timeout(self.publish_every) {
+            match self.rx.recv_timeout(wait) {
                 Ok(ToSink::Events(events)) => {
                     for ev in &events {
                         if let Event::Alert(a) = ev {
@@ -69,6 +74,13 @@ impl Sink {
                 Ok(ToSink::Victims((shard, upto, epochs))) => {
                     let alerts = self.victims.add(shard, upto, epochs);
                     for a in &alerts {
+                        if a.rule.id == crate::rules::VICTIM_SYN_FLOOD
+                            || a.rule.id == crate::rules::VICTIM_HALF_OPEN
+                        {
+                            if let Some(g) = self.guards.as_mut() {
+                                g.start(a.dst);
+                            }
+                        }
                         // Not a shard's alert: counted here, labelled so.
                         metrics::counter!("flowgate_alerts_total", "shard" => "all",
                             "rule" => a.rule.id.to_string(), "name" => a.rule.name.to_string())
@@ -91,6 +103,12 @@ impl Sink {
                 },
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_guard.elapsed() >= Duration::from_secs(1) {
+                last_guard = Instant::now();
+                if let Some(g) = self.guards.as_mut() {
+                    g.tick();
+                }
             }
             if self.metrics && last.elapsed() >= self.publish_every {
                 last = Instant::now();
