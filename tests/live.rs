@@ -396,6 +396,101 @@ fn inline_ips_blocks_attacks_passes_benign_and_matches_offline() {
 }
 
 #[test]
+fn spoofed_syn_flood_alerts_the_victim_and_the_guard_lets_real_clients_in() {
+    // hping3 --rand-source picks sources from the whole IPv4 space; they
+    // stay inside the test's namespaces (the victim has no route but
+    // 198.18.0.0/15, so its SYN-ACKs to them go nowhere).
+    let _serial = rig::serial();
+    let Some(mut rig) = Rig::new("s", &[1]) else {
+        return;
+    };
+    start_web(&mut rig, "index.html", "hello\n");
+    let live = rig.start_live(
+        &[
+            "--no-metrics",
+            "--set",
+            "detect.victim.syn_rate=1000",
+            "--set",
+            "detect.victim.guard_hold=3s",
+        ],
+        "live.log",
+    );
+    assert!(curl(&rig, BENIGN, "/index.html"), "benign before the flood");
+    let sent = 20_000u32;
+    let flood = rig.spawn(
+        rig::ATTACKER,
+        &[
+            "hping3",
+            "-q",
+            "-S",
+            "--rand-source",
+            "-p",
+            "8080",
+            "-i",
+            "u250",
+            "-c",
+            &sent.to_string(),
+            VICTIM,
+        ],
+        "flood.log",
+    );
+    let on = format!("SYN guard on for {VICTIM}");
+    assert!(
+        rig.wait_for_log("live.log", &on, Duration::from_secs(10)),
+        "guard never switched on: {}",
+        rig.log("live.log")
+    );
+    // Real clients during the flood: each handshake completes (the first
+    // after one SYN retransmission, the next at once: the pair is known).
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        assert!(
+            curl(&rig, BENIGN, "/index.html"),
+            "a real client's request failed during the flood"
+        );
+        took.push(t.elapsed());
+    }
+    let flooding = rig.wait(flood, Duration::from_millis(10)).is_none();
+    assert!(flooding, "the flood ended before the clients were done");
+    let first_dropped = rig.counter("syn_guard_first_dropped");
+    let passed = rig.counter("syn_guard_passed");
+    assert!(rig.wait(flood, Duration::from_secs(30)).is_some(), "flood ends");
+    let total_dropped = rig.counter("syn_guard_first_dropped");
+    eprintln!(
+        "guard: {total_dropped} first SYNs dropped of {sent} sent, {passed} retransmissions passed; \
+         client handshakes took {took:?}"
+    );
+    assert!(passed >= 1, "the client's retransmission passed");
+    assert!(first_dropped >= 1000, "guard drops the flood: {first_dropped}");
+    assert!(
+        total_dropped * 2 >= sent as u64,
+        "most of the flood stopped at XDP: {total_dropped} of {sent}"
+    );
+    // The alert names the victim, not a source.
+    let alerts = std::fs::read_to_string(rig.path("live-alerts.jsonl")).unwrap_or_default();
+    let victim_alert = alerts
+        .lines()
+        .find(|l| l.contains("\"signature_id\":9100050,"))
+        .unwrap_or_else(|| panic!("no victim_syn_flood alert: {alerts}"));
+    assert!(
+        victim_alert.contains(&format!("\"dest_ip\":\"{VICTIM}\""))
+            && victim_alert.contains("distinct_sources"),
+        "{victim_alert}"
+    );
+    // Flood over: the guard goes off after guard_hold.
+    let off = format!("SYN guard off for {VICTIM}");
+    assert!(
+        rig.wait_for_log("live.log", &off, Duration::from_secs(10)),
+        "guard never switched off: {}",
+        rig.log("live.log")
+    );
+    assert!(curl(&rig, BENIGN, "/index.html"), "benign after the flood");
+    rig.signal(live, "TERM");
+    assert!(rig.wait(live, Duration::from_secs(20)).is_some());
+}
+
+#[test]
 fn kill_9_fails_open_and_restart_reattaches() {
     let _serial = rig::serial();
     let Some(mut rig) = Rig::new("k", &[1]) else {
