@@ -675,6 +675,62 @@ pub fn perf_mix<W: Write>(out: W, n: u64, sources: u32, seed: u64) -> std::io::R
     w.flush().map_err(std::io::Error::other)
 }
 
+/// A spoofed SYN flood for memory and detection runs: `spoofed` SYNs to
+/// one victim (198.19.0.80:80) at `rate` a second, each from a different
+/// source in 10.0.0.0/8; one real attacker (198.18.7.7) sending 2000 SYN/s
+/// to the same victim throughout; one real client (198.18.5.5) completing a
+/// handshake every 100 ms. Time-ordered, deterministic.
+pub fn spoofed_flood<W: Write>(out: W, spoofed: u32, rate: u32) -> std::io::Result<()> {
+    use flags::*;
+    let mut w = pcap_writer(out, false)?;
+    let victim = v4(198, 19, 0, 80);
+    let attacker = v4(198, 18, 7, 7);
+    let client = v4(198, 18, 5, 5);
+    let step = SEC / rate.max(1) as u64;
+    let span = spoofed as u64 * step;
+    // Merge three regular streams by time without materialising frames.
+    let (mut i, mut a, mut c) = (0u64, 0u64, 0u64);
+    let (a_step, c_step) = (SEC / 2000, 100 * MS);
+    loop {
+        let ti = (i < spoofed as u64).then(|| EPOCH + i * step);
+        let ta = (a * a_step < span).then(|| EPOCH + a * a_step + 7);
+        let tc = (c * c_step < span).then(|| EPOCH + c * c_step + 11);
+        let next = [ti.map(|t| (t, 0)), ta.map(|t| (t, 1)), tc.map(|t| (t, 2))]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some((t, k)) = next else { break };
+        match k {
+            0 => {
+                // Multiplying by an odd constant permutes 24-bit values:
+                // every spoofed source is distinct.
+                let x = (i as u32).wrapping_mul(0x9E37_79B1) & 0x00ff_ffff;
+                let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | x));
+                let f = tcp(src, victim, 1024 + (x % 60_000) as u16, 80, SYN, x, b"");
+                write_frame(&mut w, t, &f)?;
+                i += 1;
+            }
+            1 => {
+                let sport = 1024 + (a % 60_000) as u16;
+                write_frame(&mut w, t, &tcp(attacker, victim, sport, 80, SYN, a as u32, b""))?;
+                a += 1;
+            }
+            _ => {
+                let sport = 30_000 + (c % 30_000) as u16;
+                write_frame(&mut w, t, &tcp(client, victim, sport, 80, SYN, 1, b""))?;
+                write_frame(
+                    &mut w,
+                    t + MS,
+                    &tcp(victim, client, 80, sport, SYN | ACK, 9, b""),
+                )?;
+                write_frame(&mut w, t + 2 * MS, &tcp(client, victim, sport, 80, ACK, 2, b""))?;
+                c += 1;
+            }
+        }
+    }
+    w.flush().map_err(std::io::Error::other)
+}
+
 /// Random traffic for property tests: `n` frames from `sources` sources,
 /// every protocol and flag combination, times jittering forward, with
 /// bursts so that rate detectors fire. Includes malformed frames.

@@ -44,6 +44,15 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Spoofed SYN flood: SPOOFED distinct sources at RATE SYN/s against one
+    /// victim, one real attacker and one real client inside it.
+    Spoofed {
+        out: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        spoofed: u32,
+        #[arg(long, default_value_t = 50_000)]
+        rate: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +111,20 @@ fn main() -> anyhow::Result<()> {
                 "{} ({sessions} HTTP sessions, {} packets, {clients} clients, seed {seed})",
                 out.display(),
                 sessions * 8
+            );
+        }
+        Cmd::Spoofed { out, spoofed, rate } => {
+            if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d)?;
+            }
+            synth::spoofed_flood(
+                BufWriter::with_capacity(1 << 20, File::create(&out)?),
+                spoofed,
+                rate,
+            )?;
+            println!(
+                "{} ({spoofed} spoofed SYNs at {rate}/s, plus a real attacker and client)",
+                out.display()
             );
         }
     }
