@@ -455,14 +455,20 @@ fn spoofed_syn_flood_alerts_the_victim_and_the_guard_lets_real_clients_in() {
     assert!(flooding, "the flood ended before the clients were done");
     let first_dropped = rig.counter("syn_guard_first_dropped");
     let passed = rig.counter("syn_guard_passed");
-    assert!(rig.wait(flood, Duration::from_secs(30)).is_some(), "flood ends");
+    assert!(
+        rig.wait(flood, Duration::from_secs(30)).is_some(),
+        "flood ends"
+    );
     let total_dropped = rig.counter("syn_guard_first_dropped");
     eprintln!(
         "guard: {total_dropped} first SYNs dropped of {sent} sent, {passed} retransmissions passed; \
          client handshakes took {took:?}"
     );
     assert!(passed >= 1, "the client's retransmission passed");
-    assert!(first_dropped >= 1000, "guard drops the flood: {first_dropped}");
+    assert!(
+        first_dropped >= 1000,
+        "guard drops the flood: {first_dropped}"
+    );
     assert!(
         total_dropped * 2 >= sent as u64,
         "most of the flood stopped at XDP: {total_dropped} of {sent}"

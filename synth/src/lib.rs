@@ -712,7 +712,11 @@ pub fn spoofed_flood<W: Write>(out: W, spoofed: u32, rate: u32) -> std::io::Resu
             }
             1 => {
                 let sport = 1024 + (a % 60_000) as u16;
-                write_frame(&mut w, t, &tcp(attacker, victim, sport, 80, SYN, a as u32, b""))?;
+                write_frame(
+                    &mut w,
+                    t,
+                    &tcp(attacker, victim, sport, 80, SYN, a as u32, b""),
+                )?;
                 a += 1;
             }
             _ => {
@@ -723,7 +727,11 @@ pub fn spoofed_flood<W: Write>(out: W, spoofed: u32, rate: u32) -> std::io::Resu
                     t + MS,
                     &tcp(victim, client, 80, sport, SYN | ACK, 9, b""),
                 )?;
-                write_frame(&mut w, t + 2 * MS, &tcp(client, victim, sport, 80, ACK, 2, b""))?;
+                write_frame(
+                    &mut w,
+                    t + 2 * MS,
+                    &tcp(client, victim, sport, 80, ACK, 2, b""),
+                )?;
                 c += 1;
             }
         }
