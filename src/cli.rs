@@ -58,6 +58,13 @@ pub enum Command {
         #[command(subcommand)]
         command: XdpCommand,
     },
+    /// BGP announcements through gobgpd: session state, routes announced
+    /// and learned.
+    Bgp {
+        /// status.
+        #[command(subcommand)]
+        command: crate::bgp::BgpCommand,
+    },
 }
 
 /// `flowgate alerts`: filters over the SQLite audit log.

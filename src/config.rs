@@ -55,6 +55,8 @@ pub struct Config {
     pub live: LiveConfig,
     /// `[metrics]`: the Prometheus listener (`flowgate live` only).
     pub metrics: MetricsConfig,
+    /// `[bgp]`: announce blocks and learn peers' through gobgpd (`live` only).
+    pub bgp: crate::bgp::BgpConfig,
 }
 
 /// How the XDP program is attached.
@@ -760,6 +762,7 @@ impl Config {
             MAX_TABLE,
         )?;
         d_max("detect.victim.guard_hold", v.guard_hold, MAX_WINDOW)?;
+        self.bgp.validate()?;
         Ok(())
     }
 
@@ -882,6 +885,8 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "live" => live;
     "metrics" => metrics;
     "output.sqlite" => output.sqlite;
+    // The bgp thread and its daemon connection are set up at start.
+    "bgp" => bgp;
 };
 
 /// A `--set` value: TOML syntax if it parses (numbers, booleans, arrays),

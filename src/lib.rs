@@ -11,6 +11,7 @@
 pub mod alert;
 pub mod analyze;
 pub mod audit;
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod detect;

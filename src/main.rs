@@ -94,6 +94,11 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bgp { command } => {
+            let (text, code) = flowgate::bgp::run_command(&command)?;
+            emit(&text);
+            Ok(ExitCode::from(code))
+        }
         Command::Replay(args) => {
             let rep = flowgate::replay::run(&flowgate::replay::Options {
                 pcap: &args.pcap,

@@ -416,6 +416,22 @@ impl Blocklist {
         n
     }
 
+    /// Every entry: address and expiry (CLOCK_MONOTONIC ns, as
+    /// [`monotonic_ns`]), expired ones included.
+    pub fn entries(&self) -> Vec<(IpAddr, u64)> {
+        let v4 = self
+            .v4
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, e)| (IpAddr::from(k), e));
+        let v6 = self
+            .v6
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, e)| (IpAddr::from(k), e));
+        v4.chain(v6).collect()
+    }
+
     /// Entries and how many have not expired.
     pub fn len(&self) -> (usize, usize) {
         let now = monotonic_ns();

@@ -359,6 +359,15 @@ fn run_attached(
         recorder.audit = Some(crate::audit::AuditSink::start(db)?);
     }
     let (sink_tx, sink_rx) = bounded::<ToSink>(1024);
+    let (bgp_tx, bgp_thread) = if cfg.bgp.enabled {
+        let (tx, rx) = bounded::<crate::bgp::BgpEvent>(16_384);
+        let bl = xdp::Blocklist::open(&l.pin_dir)?;
+        let t = crate::bgp::worker::spawn(cfg.bgp.clone(), &cfg.block.allowlist, Some(bl), rx)
+            .map_err(os("bgp thread"))?;
+        (Some(tx), Some(t))
+    } else {
+        (None, None)
+    };
     let sink = Sink {
         recorder,
         blocklist: Some(xdp::Blocklist::open(&l.pin_dir)?),
@@ -380,6 +389,7 @@ fn run_attached(
         } else {
             None
         },
+        bgp: bgp_tx,
     };
     let sink_thread = std::thread::Builder::new()
         .name("sink".into())
@@ -588,6 +598,12 @@ fn run_attached(
     let sink_report = sink_thread
         .join()
         .map_err(|_| LiveError::ThreadDied("sink thread panicked"))?;
+    // The sink held the only sender: the bgp thread withdraws and ends.
+    if let Some(t) = bgp_thread {
+        if t.join().is_err() {
+            tracing::error!("the bgp thread panicked");
+        }
+    }
     if let Some(f) = failure {
         return Err(LiveError::ThreadDied(f));
     }

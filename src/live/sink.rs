@@ -30,6 +30,8 @@ pub struct Sink {
     /// The victims' SYN guards in XDP (prevent mode with
     /// `detect.victim.syn_guard`).
     pub guards: Option<super::guard::Guards>,
+    /// Block starts and ends for the bgp thread (`bgp.enabled`).
+    pub bgp: Option<crate::bgp::BgpSender>,
 }
 
 /// What the sink did, for the exit summary.
@@ -55,10 +57,14 @@ impl Sink {
             match self.rx.recv_timeout(wait) {
                 Ok(ToSink::Events(events)) => {
                     for ev in &events {
-                        if let Event::Alert(a) = ev {
-                            if let (true, Some(until)) = (a.blocked, a.block_until) {
-                                self.block(a.src, until, &mut rep);
+                        match ev {
+                            Event::Alert(a) => {
+                                if let (true, Some(until)) = (a.blocked, a.block_until) {
+                                    self.block(a.src, until, &mut rep);
+                                    crate::bgp::hook::started(&self.bgp, a.src, until, a.rule.id);
+                                }
                             }
+                            Event::BlockEnd(e) => crate::bgp::hook::ended(&self.bgp, e),
                         }
                     }
                     self.recorder.collect(ShardOutput {
@@ -80,6 +86,7 @@ impl Sink {
                             if let Some(g) = self.guards.as_mut() {
                                 g.start(a.dst);
                             }
+                            crate::bgp::hook::victim(&self.bgp, a.dst);
                         }
                         // Not a shard's alert: counted here, labelled so.
                         metrics::counter!("flowgate_alerts_total", "shard" => "all",
