@@ -4,7 +4,7 @@
 set -euo pipefail
 what=${1:-test}
 build=(build-essential pkg-config clang llvm libbpf-dev libelf-dev zlib1g-dev m4 libhyperscan-dev)
-live=(iproute2 ethtool iputils-ping hping3 nmap curl tcpdump tshark python3 bpftool prometheus tcpreplay)
+live=(iproute2 ethtool iputils-ping hping3 nmap curl tcpdump tshark python3 bpftool prometheus tcpreplay gobgpd bird2)
 pkgs=("${build[@]}")
 [ "$what" = test ] && pkgs+=("${live[@]}")
 
