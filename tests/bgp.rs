@@ -74,7 +74,7 @@ impl Extra {
         for (p, pas) in peers {
             c += &format!(
                 "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{p}\"\n    peer-as = {pas}\n\
-                 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n"
+                 [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    keepalive-interval = 3\n    idle-hold-time-after-reset = 1\n"
             );
             for f in [
                 "ipv4-unicast",
@@ -432,7 +432,10 @@ fn blocks_reach_the_upstream_rib_and_box_b_and_converge_after_restarts() {
     });
     assert!(
         back.is_some(),
-        "not re-announced after the daemon came back"
+        "not re-announced after the daemon came back: sessions {}, A's RIB {:?}, log {}",
+        established(&ga),
+        rib(&ga, "ipv4"),
+        a.log("live-a.log")
     );
     assert!(
         rib(&up, "ipv4").iter().all(|(_, n)| *n == 1),
