@@ -346,10 +346,8 @@ impl Gobgp {
                 ([2], Some(a)) if local => {
                     rib.ours.insert(Route::FlowSource(a));
                 }
-                ([2], Some(a)) => {
-                    if self.learn_flowspec && traffic_rate(p) == Some(0.0) {
-                        rib.peers.insert(a);
-                    }
+                ([2], Some(a)) if self.learn_flowspec && traffic_rate(p) == Some(0.0) => {
+                    rib.peers.insert(a);
                 }
                 ([1, 3, 9], Some(a)) if local => {
                     rib.ours.insert(Route::FlowVictim(a));
