@@ -292,18 +292,43 @@ fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
             let c = xdp::counters(&pin.pin_dir)?;
             let (total, live) = xdp::Blocklist::open(&pin.pin_dir)?.len();
             let ports = xdp::attached(&pin.pin_dir);
+            // Victims under the SYN guard (an older pin set has no map).
+            let now = xdp::monotonic_ns();
+            let guards: Vec<(std::net::IpAddr, xdp::GuardEntry)> =
+                xdp::SynGuard::open(&pin.pin_dir)
+                    .map(|g| g.entries())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, e)| e.until > now)
+                    .collect();
             if json {
                 let counters: serde_json::Map<String, serde_json::Value> = xdp::COUNTER_NAMES
                     .iter()
                     .zip(c)
                     .map(|(k, v)| (k.to_string(), v.into()))
                     .collect();
-                emit(&(serde_json::json!({"ports": ports, "blocklist_entries": total, "blocklist_active": live, "counters": counters}).to_string() + "\n"));
+                let guarded: Vec<serde_json::Value> = guards
+                    .iter()
+                    .map(|(ip, e)| {
+                        serde_json::json!({"victim": ip, "seconds_left": (e.until - now) / 1_000_000_000,
+                            "dropped": e.dropped, "passed": e.passed_total, "limit_per_s": e.limit})
+                    })
+                    .collect();
+                emit(&(serde_json::json!({"ports": ports, "blocklist_entries": total, "blocklist_active": live, "syn_guard": guarded, "counters": counters}).to_string() + "\n"));
             } else {
                 let mut s = format!(
-                    "ports: {}\nblocklist: {live} active ({total} entries)\n",
-                    ports.join(", ")
+                    "ports: {}\nblocklist: {live} active ({total} entries)\nSYN guard: {} victims\n",
+                    ports.join(", "),
+                    guards.len()
                 );
+                for (ip, e) in &guards {
+                    s += &format!(
+                        "  {ip:<24} {} s left, {} dropped, {} passed\n",
+                        (e.until - now) / 1_000_000_000,
+                        e.dropped,
+                        e.passed_total
+                    );
+                }
                 for (k, v) in xdp::COUNTER_NAMES.iter().zip(c) {
                     s += &format!("  {k:<24} {v}\n");
                 }
