@@ -105,6 +105,48 @@ pub struct LiveConfig {
     /// Where `live` keeps its shard-hash key when `engine.hash_key` is not
     /// set: read at start, created (random, mode 0600) on first start.
     pub hash_key_file: PathBuf,
+    /// What happens to a batch a shard cannot take (its queue is full, or
+    /// it holds its share of the UMEM frames): forwarded uninspected
+    /// (`bypass`) or dropped (`drop`). Either way it is counted and RX
+    /// goes on. Unset: `bypass`, or `drop` with `fail_closed` (the same
+    /// stance as when flowgate is gone). See [`LiveConfig::queue_full_policy`].
+    pub queue_full: Option<QueueFullPolicy>,
+    /// Once the program is attached, the sockets bound and the maps open,
+    /// drop every capability the running process no longer needs (and set
+    /// no_new_privs). `false` keeps them (debugging only).
+    pub drop_capabilities: bool,
+}
+
+/// What a starved shard's batch becomes (`live.queue_full`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueFullPolicy {
+    /// Forward it uninspected (fail-open): availability over inspection.
+    Bypass,
+    /// Drop it (fail-closed): nothing passes uninspected.
+    Drop,
+}
+
+impl QueueFullPolicy {
+    /// The metric label and config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueFullPolicy::Bypass => "bypass",
+            QueueFullPolicy::Drop => "drop",
+        }
+    }
+}
+
+impl LiveConfig {
+    /// The queue-full policy in force: `live.queue_full` if set, else the
+    /// stance of `live.fail_closed` (bypass when fail-open, the default).
+    pub fn queue_full_policy(&self) -> QueueFullPolicy {
+        self.queue_full.unwrap_or(if self.fail_closed {
+            QueueFullPolicy::Drop
+        } else {
+            QueueFullPolicy::Bypass
+        })
+    }
 }
 
 impl Default for LiveConfig {
@@ -121,6 +163,8 @@ impl Default for LiveConfig {
             detach_on_exit: false,
             inspect: true,
             hash_key_file: PathBuf::from("/var/lib/flowgate/hash.key"),
+            queue_full: None,
+            drop_capabilities: true,
         }
     }
 }
@@ -1052,6 +1096,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
+    fn queue_full_policy_follows_fail_closed_unless_set() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Bypass);
+        let c = load(&[("live.fail_closed", "true")]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Drop);
+        let c = load(&[("live.fail_closed", "true"), ("live.queue_full", "bypass")]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Bypass);
+        let c = load(&[("live.queue_full", "drop")]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Drop);
+        let e = load(&[("live.queue_full", "wait")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("live.queue_full") && e.contains("bypass") && e.contains("drop"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -35,6 +35,17 @@ pub struct MetricsError {
     pub source: metrics_exporter_prometheus::BuildError,
 }
 
+impl MetricsError {
+    /// The listen address cannot be bound (checked before the exporter
+    /// starts, so the error comes before anything is attached).
+    pub fn bind(listen: SocketAddr, why: String) -> MetricsError {
+        MetricsError {
+            listen,
+            source: metrics_exporter_prometheus::BuildError::FailedToCreateHTTPListener(why),
+        }
+    }
+}
+
 /// Starts the `/metrics` HTTP listener (its own thread) and installs the
 /// global recorder.
 pub fn install(listen: SocketAddr, interval: Duration) -> Result<(), MetricsError> {
@@ -147,7 +158,19 @@ fn describe() {
     );
     describe_counter!(
         "flowgate_queue_full_total",
-        "Times a shard queue was full and the I/O thread had to wait"
+        "Batches a starved shard could not take (queue full or its frame share held); live.queue_full applied"
+    );
+    describe_counter!(
+        "flowgate_alert_log_errors_total",
+        "Alert-log faults survived: write_failed (e.g. disk full), reopened (deleted or replaced while open)"
+    );
+    describe_counter!(
+        "flowgate_alert_lines_lost_total",
+        "Alert-log lines not written because a write failed"
+    );
+    describe_counter!(
+        "flowgate_queue_full_packets_total",
+        "Packets of batches a starved shard could not take, by policy: bypass (forwarded uninspected) or drop"
     );
     describe_counter!(
         "flowgate_xsk_rx_dropped_total",
@@ -416,6 +439,14 @@ impl PortPublisher {
 /// Handle for one queue's count of batches a full shard queue refused.
 pub fn queue_full(queue: u32) -> metrics::Counter {
     let c = counter!("flowgate_queue_full_total", "queue" => queue.to_string());
+    c.absolute(0);
+    c
+}
+
+/// Handle for one queue's count of packets a starved shard could not take,
+/// labelled with the policy applied to them (`bypass` or `drop`).
+pub fn queue_full_packets(queue: u32, policy: &'static str) -> metrics::Counter {
+    let c = counter!("flowgate_queue_full_packets_total", "queue" => queue.to_string(), "policy" => policy);
     c.absolute(0);
     c
 }

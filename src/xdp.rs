@@ -20,7 +20,8 @@ use std::time::Duration;
 /// The compiled program, built by build.rs with clang.
 pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flowgate_xdp.o"));
 
-const MAPS: [&str; 11] = [
+/// The maps pinned under the pin dir (beside one `link_IFACE` per port).
+pub const MAPS: [&str; 11] = [
     "blocklist_v4",
     "blocklist_v6",
     "allowlist_v4",
@@ -326,6 +327,18 @@ pub fn detach(pin_dir: &Path) -> Result<Vec<String>, XdpError> {
     Ok(detached)
 }
 
+/// Removes the pinned link of one port (a port that went away: its link
+/// is defunct). Removing the pin file drops the pin's reference; no bpf()
+/// call is needed, so this works after the capability drop too.
+pub fn unpin_port(pin_dir: &Path, iface: &str) -> Result<(), XdpError> {
+    let p = link_pin(pin_dir, iface);
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(XdpError::Setup(format!("{}: {e}", p.display()))),
+    }
+}
+
 fn pinned(pin_dir: &Path, name: &str) -> Result<MapData, XdpError> {
     let p = pin_dir.join(name);
     MapData::from_pin(&p).map_err(bpf(format!(
@@ -369,6 +382,18 @@ impl Blocklist {
             },
         }
         .map_err(bpf(format!("blocking {ip} (blocklist full?)")))
+    }
+
+    /// Writes and deletes an entry no source can match (0.0.0.0, expired):
+    /// whether this process may still update the maps (after dropping
+    /// capabilities).
+    pub fn probe(&mut self) -> Result<(), XdpError> {
+        self.v4
+            .insert([0; 4], 0, 0)
+            .map_err(bpf("probing blocklist_v4 (insert)"))?;
+        self.v4
+            .remove(&[0; 4])
+            .map_err(bpf("probing blocklist_v4 (delete)"))
     }
 
     /// Removes `ip` from the kernel blocklist; `Ok(false)` if it was not

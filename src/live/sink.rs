@@ -43,6 +43,8 @@ pub struct SinkReport {
     pub kernel_block_errors: u64,
     /// The first alert-log write error of the run.
     pub write_error: Option<OutputError>,
+    /// Alert-log faults survived: failed writes, lines lost, reopens.
+    pub alert_faults: crate::output::AlertLogFaults,
 }
 
 impl Sink {
@@ -66,7 +68,9 @@ impl Sink {
                         verdicts: Vec::new(),
                         victims: None,
                     });
-                    // Operators tail the log: write through per delivery.
+                    // Operators tail the log: write through per delivery
+                    // (to the file the path names now).
+                    self.recorder.check_alert_path();
                     if let Err(e) = self.recorder.flush_alerts() {
                         rep.write_error.get_or_insert(e);
                     }
@@ -92,6 +96,7 @@ impl Sink {
                             verdicts: Vec::new(),
                             victims: None,
                         });
+                        self.recorder.check_alert_path();
                         if let Err(e) = self.recorder.flush_alerts() {
                             rep.write_error.get_or_insert(e);
                         }
@@ -110,18 +115,23 @@ impl Sink {
                     g.tick();
                 }
             }
-            if self.metrics && last.elapsed() >= self.publish_every {
+            if last.elapsed() >= self.publish_every {
                 last = Instant::now();
-                self.publish();
+                // A deleted log is noticed even while no alert comes.
+                self.recorder.check_alert_path();
+                if self.metrics {
+                    self.publish();
+                }
             }
-        }
-        if self.metrics {
-            self.publish();
         }
         rep.alerts = self.recorder.alerts_written;
         if let Err(e) = self.recorder.flush() {
             rep.write_error.get_or_insert(e);
         }
+        if self.metrics {
+            self.publish();
+        }
+        rep.alert_faults = self.recorder.alert_faults.clone();
         rep
     }
 
@@ -168,6 +178,12 @@ impl Sink {
             metrics::gauge!("flowgate_kernel_blocklist_entries").set(live as f64);
         }
         crate::metrics::top_offenders(&self.recorder.top_offenders(crate::metrics::TOP_K));
+        let f = &self.recorder.alert_faults;
+        metrics::counter!("flowgate_alert_log_errors_total", "kind" => "write_failed")
+            .absolute(f.write_errors);
+        metrics::counter!("flowgate_alert_log_errors_total", "kind" => "reopened")
+            .absolute(f.reopened);
+        metrics::counter!("flowgate_alert_lines_lost_total").absolute(f.lines_lost);
         if let Some(a) = &self.recorder.audit {
             use std::sync::atomic::Ordering::Relaxed;
             let st = &a.stats;

@@ -2,6 +2,11 @@
 //! descriptors that point into the UMEM of the I/O thread that received
 //! them. The worker reads the frame in place (no copy), writes the verdict
 //! into the descriptor's slot and hands the batch back to its I/O thread.
+//!
+//! Fault injection, for tests only: `FLOWGATE_FAULT_SHARD_SLEEP=SHARD:MICROS`
+//! in the environment makes shard SHARD sleep MICROS after every batch, to
+//! starve it (`tests/faults.rs` shows the queue-full policy with it). Unset
+//! in production; a value that does not parse is ignored with a warning.
 
 use super::Shared;
 use crate::alert::Event;
@@ -41,8 +46,35 @@ pub struct Worker {
     pub sink: Sender<super::sink::ToSink>,
 }
 
+/// The per-batch sleep `FLOWGATE_FAULT_SHARD_SLEEP` asks of shard `id`.
+fn injected_sleep(id: usize) -> Option<Duration> {
+    let v = std::env::var("FLOWGATE_FAULT_SHARD_SLEEP").ok()?;
+    let parsed = v.split_once(':').and_then(|(sh, us)| {
+        Some((
+            sh.trim().parse::<usize>().ok()?,
+            us.trim().parse::<u64>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((sh, us)) if sh == id => {
+            tracing::warn!(
+                "fault injection: shard {id} sleeps {us} us per batch (FLOWGATE_FAULT_SHARD_SLEEP)"
+            );
+            Some(Duration::from_micros(us))
+        }
+        Some(_) => None,
+        None => {
+            if id == 0 {
+                tracing::warn!("FLOWGATE_FAULT_SHARD_SLEEP={v:?} ignored: expected SHARD:MICROS");
+            }
+            None
+        }
+    }
+}
+
 impl Worker {
     pub fn run(mut self) {
+        let starve = injected_sleep(self.id);
         let mut publisher = ShardPublisher::new(self.id);
         publisher.set_rules(self.rules.clone());
         let batch_time = crate::metrics::shard_batch(self.id);
@@ -77,6 +109,9 @@ impl Worker {
                             wire_len: data.len() as u32,
                         });
                         s.allow = v == Verdict::Allow;
+                    }
+                    if let Some(d) = starve {
+                        std::thread::sleep(d);
                     }
                     batch_time.record(started.elapsed().as_secs_f64());
                     let io = b.io;

@@ -217,6 +217,13 @@ impl Rig {
 
     /// Starts `flowgate live` inline between the gateway's ports.
     pub fn start_live(&mut self, extra: &[&str], log: &str) -> usize {
+        self.start_live_with(extra, &[], log)
+    }
+
+    /// As [`Rig::start_live`], with environment variables for flowgate
+    /// (`env NAME=VALUE flowgate ...`); an `--alerts` in `extra` replaces
+    /// the rig's alert log.
+    pub fn start_live_with(&mut self, extra: &[&str], env: &[(&str, &str)], log: &str) -> usize {
         let pin = self.pin_dir();
         let alerts = self.path("live-alerts.jsonl");
         // The box's own key file, kept in the test's directory (never
@@ -236,8 +243,16 @@ impl Rig {
             "--set",
             &key,
         ];
+        if extra.contains(&"--alerts") {
+            a.retain(|x| *x != "--alerts" && *x != alerts.to_str().unwrap());
+        }
         a.extend_from_slice(extra);
-        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        let mut a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        if !env.is_empty() {
+            let mut e = vec!["env".to_string()];
+            e.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+            a.splice(0..0, e);
+        }
         let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
         let i = self.spawn(GATEWAY, &a, log);
         assert!(
