@@ -338,6 +338,43 @@ pub fn call(socket: &Path, req: &Value, timeout: Duration) -> Result<Value, Clie
 
 use std::io::Read as _;
 
+/// Unix sockets process `pid` listens on, by path (from /proc/PID/fd and
+/// /proc/PID/net/unix): how `flowgate xdp block` finds the control socket
+/// of the `flowgate live` that owns the maps.
+pub fn listening_sockets(pid: u32) -> Vec<PathBuf> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|t| {
+                    t.to_str()
+                        .and_then(|s| s.strip_prefix("socket:["))
+                        .and_then(|s| s.strip_suffix(']'))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode Path; Flags
+            // 00010000 is a listening socket.
+            match f.as_slice() {
+                [_, _, _, flags, _, _, inode, path, ..]
+                    if *flags == "00010000" && inodes.iter().any(|i| i == inode) =>
+                {
+                    Some(PathBuf::from(path))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// A block made by hand, as the state file keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManualBlock {

@@ -211,7 +211,7 @@ struct Block {
 }
 
 mod operator;
-pub use operator::{BlockInfo, OperatorError};
+pub use operator::{net_contains, BlockInfo, OperatorError};
 
 /// The verdict engine of one shard. It owns all state of the sources
 /// hashed to its shard — detector counters, the mirror of the blocklist,

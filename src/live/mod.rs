@@ -15,6 +15,7 @@
 //! decisions out. This file sets it up, handles signals
 //! (SIGHUP reload, SIGINT/SIGTERM stop) and tears it down.
 
+mod control;
 mod frames;
 mod io;
 mod sink;
@@ -270,6 +271,16 @@ fn pin_to(core: Option<core_affinity::CoreId>) {
 /// Runs until SIGINT/SIGTERM. Config comes from `opts.sources`.
 pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> {
     let queues = preflight(&cfg)?;
+    // Operator changes kept from the last run: the allowlist in force is
+    // the configured one with them applied (manual blocks come back once
+    // the shards run).
+    let state = if cfg.control.state_file.as_os_str().is_empty() {
+        crate::control::State::default()
+    } else {
+        crate::control::State::load(&cfg.control.state_file).map_err(LiveError::Setup)?
+    };
+    let file_allowlist = cfg.block.allowlist.clone();
+    cfg.block.allowlist = state.effective_allowlist(&file_allowlist);
     if cfg.engine.hash_key.is_none() {
         let key = load_or_create_key(&cfg.live.hash_key_file)?;
         cfg.engine.hash_key = Some(key.to_hex());
@@ -301,7 +312,15 @@ pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> 
             * crate::shard::BUCKETS) as u32,
         allowlist: &cfg.block.allowlist,
     })?;
-    let result = run_attached(cfg, opts, rules, queues, &mut signals, started);
+    let result = run_attached(
+        cfg,
+        opts,
+        rules,
+        queues,
+        &mut signals,
+        started,
+        (state, file_allowlist),
+    );
     if l.detach_on_exit {
         match xdp::detach(&l.pin_dir) {
             Ok(d) => tracing::info!("XDP detached from {}", d.join(", ")),
@@ -327,6 +346,7 @@ fn run_attached(
     queues: usize,
     signals: &mut signal_hook::iterator::Signals,
     started: Instant,
+    (state, file_allowlist): (crate::control::State, Vec<ipnet::IpNet>),
 ) -> Result<LiveReport, LiveError> {
     let l = cfg.live.clone();
     let shards = cfg.shards();
@@ -360,6 +380,8 @@ fn run_attached(
     let sink = Sink {
         recorder,
         blocklist: Some(xdp::Blocklist::open(&l.pin_dir)?),
+        allowlist: Some(xdp::Allowlist::open(&l.pin_dir)?),
+        cleared: Default::default(),
         pin_dir: l.pin_dir.clone(),
         rx: sink_rx,
         publish_every,
@@ -497,11 +519,32 @@ fn run_attached(
             .map_err(os("signal handlers"))?;
     }
 
-    // Control loop: the only place config changes. Also watches the
-    // threads: one that ends on its own (a panic) stops the whole process
-    // rather than leaving a port half served.
-    let mut current = cfg.clone();
-    let mut generation = 0u64;
+    // Control loop: the only place config changes (SIGHUP and the control
+    // socket). Also watches the threads: one that ends on its own (a
+    // panic) stops the whole process rather than leaving a port half
+    // served.
+    let mut ctl = control::Controller {
+        to_shard: to_shard.clone(),
+        sink: sink_tx.clone(),
+        sharder: cfg.sharder(),
+        current: cfg.clone(),
+        file_allowlist,
+        state,
+        sources: opts.sources.clone(),
+        generation: 0,
+        shared: shared.clone(),
+        started,
+    };
+    ctl.restore();
+    let (ctl_tx, ctl_rx) = bounded::<control::CtlMsg>(64);
+    let server = if cfg.control.enabled {
+        let s = control::serve(&cfg.control.socket, ctl_tx).map_err(LiveError::Setup)?;
+        tracing::info!("control socket {}", cfg.control.socket.display());
+        Some(s)
+    } else {
+        drop(ctl_tx);
+        None
+    };
     let mut failure: Option<&'static str> = None;
     'control: loop {
         let dead = io_threads
@@ -517,29 +560,13 @@ fn run_attached(
         }
         let sigs: Vec<i32> = signals.pending().collect();
         if sigs.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            control::serve_for(&mut ctl, &ctl_rx, std::time::Duration::from_millis(100));
         }
         for sig in sigs {
             match sig {
                 SIGHUP => {
-                    match reload(&current, &opts.sources) {
-                        Ok((new_cfg, new_rules)) => {
-                            for tx in &to_shard {
-                                let _ =
-                                    tx.send(ToShard::Reload(new_cfg.clone(), new_rules.clone()));
-                            }
-                            current = new_cfg;
-                            generation += 1;
-                            shared.generation.store(generation, Ordering::Relaxed);
-                            crate::metrics::reload(true, generation);
-                            tracing::info!("reloaded: generation {generation}");
-                        }
-                        Err(e) => {
-                            crate::metrics::reload(false, generation);
-                            tracing::error!("reload refused, the running configuration stays: {e}");
-                        }
-                    }
-                    let _ = sink_tx.send(ToSink::Reopen);
+                    // Logged there; the running configuration stays on error.
+                    let _ = ctl.reload();
                 }
                 _ => {
                     tracing::info!("signal {sig}: stopping");
@@ -549,6 +576,9 @@ fn run_attached(
         }
     }
     hurry.store(true, Ordering::Relaxed);
+    // No more control requests: the socket goes first.
+    drop(server);
+    drop(ctl_rx);
 
     // Take the sockets out of the program first, so new frames go the
     // fallback way (forwarded, or dropped fail-closed) instead of into
@@ -585,7 +615,7 @@ fn run_attached(
     Ok(LiveReport {
         stats,
         sink: sink_report,
-        reloads: generation,
+        reloads: ctl.generation,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
