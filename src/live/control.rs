@@ -220,18 +220,15 @@ pub fn serve(path: &Path, tx: Sender<CtlMsg>) -> Result<Server, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("removing stale control socket {at}: {e}"))?;
     }
-    // Bound under a temporary name, restricted, then renamed into place:
-    // the socket is never reachable with looser permissions.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let listener =
-        UnixListener::bind(&tmp).map_err(|e| format!("control socket {}: {e}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("control socket {at}: {e}")
-        })?;
+    // Sockets are created with the umask's mode; it is narrowed at once,
+    // and the server checks every peer's uid anyway (a socket's
+    // permissions are the first gate, not the only one). Bound at its
+    // final name so /proc/net/unix shows it (how `flowgate xdp` finds it).
+    let listener = UnixListener::bind(path).map_err(|e| format!("control socket {at}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        let _ = std::fs::remove_file(path);
+        format!("control socket {at}: {e}")
+    })?;
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("control socket {at}: {e}"))?;

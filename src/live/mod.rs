@@ -576,9 +576,13 @@ fn run_attached(
         }
     }
     hurry.store(true, Ordering::Relaxed);
-    // No more control requests: the socket goes first.
+    // No more control requests: the socket goes first, then the
+    // controller's handles on the shard and sink queues (they must close
+    // for the threads to end).
     drop(server);
     drop(ctl_rx);
+    let generation = ctl.generation;
+    drop(ctl);
 
     // Take the sockets out of the program first, so new frames go the
     // fallback way (forwarded, or dropped fail-closed) instead of into
@@ -615,7 +619,7 @@ fn run_attached(
     Ok(LiveReport {
         stats,
         sink: sink_report,
-        reloads: ctl.generation,
+        reloads: generation,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
