@@ -649,7 +649,7 @@ impl Controller {
                 all.extend(v);
             }
         }
-        all.sort_unstable_by(|a, b| a.src.cmp(&b.src));
+        all.sort_unstable_by_key(|a| a.src);
         let kernel = self.kernel(KernelOp::List)?;
         let in_kernel: std::collections::BTreeSet<String> = kernel
             .as_array()
@@ -768,7 +768,7 @@ fn ended_of(replies: Vec<ShardReply>) -> Vec<BlockInfo> {
             v.extend(e);
         }
     }
-    v.sort_unstable_by(|a, b| a.src.cmp(&b.src));
+    v.sort_unstable_by_key(|a| a.src);
     v
 }
 
