@@ -55,6 +55,37 @@ pub struct Config {
     pub live: LiveConfig,
     /// `[metrics]`: the Prometheus listener (`flowgate live` only).
     pub metrics: MetricsConfig,
+    /// `[control]`: the operator control socket (`flowgate live` only).
+    pub control: ControlConfig,
+}
+
+/// Where `flowgate ctl` reaches a running `flowgate live`, unless
+/// `--socket` / `FLOWGATE_CONTROL_SOCKET` say otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/flowgate/control.sock";
+
+/// `[control]`: the unix control socket of `flowgate live` (JSON lines,
+/// see `control.rs`) and the state file operator changes persist in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Listen on the control socket.
+    pub enabled: bool,
+    /// Socket path; created mode 0600 (owner only), its directory 0700
+    /// if missing.
+    pub socket: PathBuf,
+    /// Manual blocks and allowlist changes made through the socket, kept
+    /// across restarts (rewritten on every change; empty path: not kept).
+    pub state_file: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            enabled: true,
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            state_file: PathBuf::from("/var/lib/flowgate/control.json"),
+        }
+    }
 }
 
 /// How the XDP program is attached.
@@ -912,9 +943,6 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "engine.queue_batches" => engine.queue_batches;
     // A new key reshuffles every source's bucket: state would be lost.
     "engine.hash_key" => engine.hash_key;
-    // The kernel allowlist is filled at attach, and sources remember
-    // whether they were allowlisted: both would go stale.
-    "block.allowlist" => block.allowlist;
     "signatures.flow_timeout" => signatures.flow_timeout;
     "output.alerts" => output.alerts;
     "tables" => tables;
@@ -925,6 +953,7 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "signatures.buffer_budget" => signatures.buffer_budget;
     "live" => live;
     "metrics" => metrics;
+    "control" => control;
     "output.sqlite" => output.sqlite;
 };
 

@@ -13,6 +13,7 @@ pub mod analyze;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod detect;
 pub mod engine;
 pub mod frag;

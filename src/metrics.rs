@@ -193,6 +193,10 @@ fn describe() {
         "Configuration generation (0 at start, +1 per successful reload)"
     );
     describe_counter!("flowgate_reloads_total", "Reload attempts, by result");
+    describe_counter!(
+        "flowgate_operator_actions_total",
+        "Control-socket requests (flowgate ctl), by verb and result"
+    );
     describe_gauge!(
         "flowgate_top_offender_packets",
         "Packets decided against the top offenders (rank 1..10) since start"
@@ -463,6 +467,14 @@ pub fn started() {
     for result in ["ok", "failed"] {
         counter!("flowgate_reloads_total", "result" => result).absolute(0);
     }
+}
+
+/// An operator action through the control socket, by verb (`block`,
+/// `unblock`, `allow_add`, ..., `invalid` for a request that did not parse)
+/// and result.
+pub fn operator_action(verb: &'static str, ok: bool) {
+    counter!("flowgate_operator_actions_total", "verb" => verb, "result" => if ok { "ok" } else { "error" })
+        .increment(1);
 }
 
 /// Reload outcome.

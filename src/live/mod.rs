@@ -15,6 +15,7 @@
 //! decisions out. This file sets it up, handles signals
 //! (SIGHUP reload, SIGINT/SIGTERM stop) and tears it down.
 
+mod control;
 mod frames;
 mod guard;
 mod io;
@@ -315,6 +316,16 @@ fn pin_to(core: Option<core_affinity::CoreId>) {
 /// Runs until SIGINT/SIGTERM. Config comes from `opts.sources`.
 pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> {
     let queues = preflight(&cfg)?;
+    // Operator changes kept from the last run: the allowlist in force is
+    // the configured one with them applied (manual blocks come back once
+    // the shards run).
+    let state = if cfg.control.state_file.as_os_str().is_empty() {
+        crate::control::State::default()
+    } else {
+        crate::control::State::load(&cfg.control.state_file).map_err(LiveError::Setup)?
+    };
+    let file_allowlist = cfg.block.allowlist.clone();
+    cfg.block.allowlist = state.effective_allowlist(&file_allowlist);
     if cfg.engine.hash_key.is_none() {
         let key = load_or_create_key(&cfg.live.hash_key_file)?;
         cfg.engine.hash_key = Some(key.to_hex());
@@ -349,7 +360,15 @@ pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> 
         allowlist: &cfg.block.allowlist,
         syn_seen_capacity: cfg.detect.victim.guard_table,
     })?;
-    let result = run_attached(cfg, opts, rules, queues, &mut signals, started);
+    let result = run_attached(
+        cfg,
+        opts,
+        rules,
+        queues,
+        &mut signals,
+        started,
+        (state, file_allowlist),
+    );
     if let Err(LiveError::InterfaceGone { iface, .. }) = &result {
         // Its link is defunct: drop the pin so status and the next attach
         // see only what is really attached.
@@ -383,6 +402,7 @@ fn run_attached(
     queues: usize,
     signals: &mut signal_hook::iterator::Signals,
     started: Instant,
+    (state, file_allowlist): (crate::control::State, Vec<ipnet::IpNet>),
 ) -> Result<LiveReport, LiveError> {
     let l = cfg.live.clone();
     let shards = cfg.shards();
@@ -423,6 +443,7 @@ fn run_attached(
     for &(port, q, fd) in &fds {
         reg.insert(port, q, fd)?;
     }
+    let allowlist = xdp::Allowlist::open(&l.pin_dir)?;
     // Opened before the capability drop, like the blocklist.
     let guards = if cfg.engine.mode == crate::config::Mode::Prevent && cfg.detect.victim.syn_guard {
         Some(guard::Guards::new(
@@ -448,6 +469,8 @@ fn run_attached(
     let sink = Sink {
         recorder,
         blocklist: Some(blocklist),
+        allowlist: Some(allowlist),
+        cleared: Default::default(),
         pin_dir: l.pin_dir.clone(),
         rx: sink_rx,
         publish_every,
@@ -584,11 +607,32 @@ fn run_attached(
             .map_err(os("signal handlers"))?;
     }
 
-    // Control loop: the only place config changes. Also watches the
-    // threads: one that ends on its own (a panic) stops the whole process
-    // rather than leaving a port half served.
-    let mut current = cfg.clone();
-    let mut generation = 0u64;
+    // Control loop: the only place config changes (SIGHUP and the control
+    // socket). Also watches the threads: one that ends on its own (a
+    // panic) stops the whole process rather than leaving a port half
+    // served.
+    let mut ctl = control::Controller {
+        to_shard: to_shard.clone(),
+        sink: sink_tx.clone(),
+        sharder: cfg.sharder(),
+        current: cfg.clone(),
+        file_allowlist,
+        state,
+        sources: opts.sources.clone(),
+        generation: 0,
+        shared: shared.clone(),
+        started,
+    };
+    ctl.restore();
+    let (ctl_tx, ctl_rx) = bounded::<control::CtlMsg>(64);
+    let server = if cfg.control.enabled {
+        let s = control::serve(&cfg.control.socket, ctl_tx).map_err(LiveError::Setup)?;
+        tracing::info!("control socket {}", cfg.control.socket.display());
+        Some(s)
+    } else {
+        drop(ctl_tx);
+        None
+    };
     let mut failure: Option<&'static str> = None;
     let mut gone: Option<(String, u32)> = None;
     'control: loop {
@@ -617,29 +661,13 @@ fn run_attached(
         }
         let sigs: Vec<i32> = signals.pending().collect();
         if sigs.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            control::serve_for(&mut ctl, &ctl_rx, std::time::Duration::from_millis(100));
         }
         for sig in sigs {
             match sig {
                 SIGHUP => {
-                    match reload(&current, &opts.sources) {
-                        Ok((new_cfg, new_rules)) => {
-                            for tx in &to_shard {
-                                let _ =
-                                    tx.send(ToShard::Reload(new_cfg.clone(), new_rules.clone()));
-                            }
-                            current = new_cfg;
-                            generation += 1;
-                            shared.generation.store(generation, Ordering::Relaxed);
-                            crate::metrics::reload(true, generation);
-                            tracing::info!("reloaded: generation {generation}");
-                        }
-                        Err(e) => {
-                            crate::metrics::reload(false, generation);
-                            tracing::error!("reload refused, the running configuration stays: {e}");
-                        }
-                    }
-                    let _ = sink_tx.send(ToSink::Reopen);
+                    // Logged there; the running configuration stays on error.
+                    let _ = ctl.reload();
                 }
                 _ => {
                     tracing::info!("signal {sig}: stopping");
@@ -649,6 +677,13 @@ fn run_attached(
         }
     }
     hurry.store(true, Ordering::Relaxed);
+    // No more control requests: the socket goes first, then the
+    // controller's handles on the shard and sink queues (they must close
+    // for the threads to end).
+    drop(server);
+    drop(ctl_rx);
+    let generation = ctl.generation;
+    drop(ctl);
 
     // Take the sockets out of the program first, so new frames go the
     // fallback way (forwarded, or dropped fail-closed) instead of into

@@ -15,11 +15,20 @@ pub enum ToSink {
     Victims(crate::output::VictimReport),
     /// SIGHUP: reopen the alert log (logrotate moved it).
     Reopen,
+    /// A kernel-map change or look from the control socket, answered.
+    Kernel(
+        super::control::KernelOp,
+        crossbeam_channel::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 pub struct Sink {
     pub recorder: Recorder,
     pub blocklist: Option<Blocklist>,
+    /// The kernel allowlist maps (operator changes, reloads).
+    pub allowlist: Option<crate::xdp::Allowlist>,
+    /// Recent operator unblocks: older alerts in flight do not re-block.
+    pub cleared: super::control::Cleared,
     pub pin_dir: PathBuf,
     pub rx: Receiver<ToSink>,
     pub publish_every: Duration,
@@ -57,10 +66,25 @@ impl Sink {
             match self.rx.recv_timeout(wait) {
                 Ok(ToSink::Events(events)) => {
                     for ev in &events {
-                        if let Event::Alert(a) = ev {
-                            if let (true, Some(until)) = (a.blocked, a.block_until) {
-                                self.block(a.src, until, &mut rep);
+                        match ev {
+                            Event::Alert(a) => {
+                                if let (true, Some(until)) = (a.blocked, a.block_until) {
+                                    if !self.cleared.covers(a.src, a.ts) {
+                                        self.block(a.src, until, &mut rep);
+                                    }
+                                }
                             }
+                            // A reloaded allowlist ended it; operator
+                            // actions clear the kernel themselves.
+                            Event::BlockEnd(e)
+                                if e.reason == crate::alert::EndReason::Allowlisted
+                                    && e.by.is_none() =>
+                            {
+                                if let Some(bl) = self.blocklist.as_mut() {
+                                    let _ = bl.unblock(e.src);
+                                }
+                            }
+                            Event::BlockEnd(_) => {}
                         }
                     }
                     self.recorder.collect(ShardOutput {
@@ -101,6 +125,15 @@ impl Sink {
                             rep.write_error.get_or_insert(e);
                         }
                     }
+                }
+                Ok(ToSink::Kernel(op, reply)) => {
+                    let r = super::control::kernel(
+                        self.blocklist.as_mut(),
+                        self.allowlist.as_mut(),
+                        &mut self.cleared,
+                        op,
+                    );
+                    let _ = reply.send(r);
                 }
                 Ok(ToSink::Reopen) => match self.recorder.reopen_alerts() {
                     Ok(()) => tracing::info!("alert log reopened"),

@@ -29,6 +29,11 @@ pub enum ToShard {
     Reload(Arc<Config>, Arc<Ruleset>),
     /// Close open episodes at this time and stop.
     Finish(Ts),
+    /// An operator command (control socket), answered on the sender.
+    Control(
+        super::control::ShardCmd,
+        crossbeam_channel::Sender<super::control::ShardReply>,
+    ),
 }
 
 pub struct Worker {
@@ -124,6 +129,9 @@ impl Worker {
                 Some(ToShard::Reload(cfg, rules)) => {
                     publisher.set_rules(rules.clone());
                     self.engine.reload(cfg, rules);
+                }
+                Some(ToShard::Control(cmd, reply)) => {
+                    let _ = reply.send(super::control::apply(&mut self.engine, cmd));
                 }
                 Some(ToShard::Finish(end)) => {
                     self.engine.finish(end);

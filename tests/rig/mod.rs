@@ -136,6 +136,11 @@ impl Rig {
         self.bpffs.join("flowgate")
     }
 
+    /// The control socket `start_live` configures.
+    pub fn ctl_socket(&self) -> PathBuf {
+        self.path("ctl.sock")
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -229,6 +234,12 @@ impl Rig {
         // The box's own key file, kept in the test's directory (never
         // /var/lib on the machine running the tests).
         let key = format!("live.hash_key_file={}", self.path("hash.key").display());
+        // The control socket and its state file too (never /run or /var/lib).
+        let sock = format!("control.socket={}", self.ctl_socket().display());
+        let state = format!(
+            "control.state_file={}",
+            self.path("ctl-state.json").display()
+        );
         let mut a = vec![
             env!("CARGO_BIN_EXE_flowgate"),
             "live",
@@ -242,6 +253,10 @@ impl Rig {
             alerts.to_str().unwrap(),
             "--set",
             &key,
+            "--set",
+            &sock,
+            "--set",
+            &state,
         ];
         if extra.contains(&"--alerts") {
             a.retain(|x| *x != "--alerts" && *x != alerts.to_str().unwrap());
