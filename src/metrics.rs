@@ -398,24 +398,29 @@ pub struct PortPublisher {
 
 impl PortPublisher {
     /// A publisher labelled `interface` = `iface`, `queue` = `queue`.
-    /// Creates its counter series at 0.
     pub fn new(iface: &str, queue: u32) -> PortPublisher {
         let labels = [
             ("interface", iface.to_string()),
             ("queue", queue.to_string()),
         ];
-        // At 0 from the start, so rates exist before the first event.
+        PortPublisher {
+            labels,
+            last: PortCounts::default(),
+        }
+    }
+
+    /// Creates the counter series at 0, so rates exist before the first
+    /// event. Called by the I/O thread when it starts: the ports are set
+    /// up before the capability drop, the metrics recorder only after it,
+    /// and a series created before the recorder is lost.
+    pub fn start(&self) {
         for name in [
             "flowgate_rx_packets_total",
             "flowgate_rx_bytes_total",
             "flowgate_tx_packets_total",
             "flowgate_xsk_rx_dropped_total",
         ] {
-            counter!(name, &labels).absolute(0);
-        }
-        PortPublisher {
-            labels,
-            last: PortCounts::default(),
+            counter!(name, &self.labels).absolute(0);
         }
     }
 

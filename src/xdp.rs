@@ -397,17 +397,26 @@ impl Blocklist {
     }
 
     /// Removes `ip` from the kernel blocklist; `Ok(false)` if it was not
-    /// there. An IPv6 address is looked up in the IPv6 map as given (unlike
-    /// [`block`](Self::block), which files IPv4-mapped ones under IPv4). A
-    /// shard's own block of the source is not touched.
+    /// there. An IPv4-mapped IPv6 address is looked up under IPv4, where
+    /// [`block`](Self::block) files it. A shard's own block of the source
+    /// is not touched (with `flowgate live` running, go through its control
+    /// socket: `flowgate ctl unblock`).
     pub fn unblock(&mut self, ip: IpAddr) -> Result<bool, XdpError> {
-        let r = match ip {
+        // Filed the way `block` files it (IPv4-mapped under IPv4).
+        let r = match canonical(ip) {
             IpAddr::V4(a) => self.v4.remove(&a.octets()),
             IpAddr::V6(a) => self.v6.remove(&a.octets()),
         };
         match r {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            // aya hands a delete of a missing key back as the syscall's
+            // ENOENT.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(bpf(format!("unblocking {ip}"))(e)),
         }
     }

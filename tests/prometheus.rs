@@ -160,6 +160,15 @@ fn prometheus_scrapes_every_dashboard_query_and_counts_match_the_alert_log() {
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rep["packets"], 5871, "{rep}");
     assert_eq!(rig.ping("198.18.1.1", 2), 2);
+    // An operator request, for the operator-actions panel.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .arg("ctl")
+        .arg("--socket")
+        .arg(rig.ctl_socket())
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Until shards have published and Prometheus scraped the last counts.
     let log_alerts = || {

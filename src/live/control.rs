@@ -729,6 +729,8 @@ impl Controller {
         for tx in &self.to_shard {
             let _ = tx.send(ToShard::Reload(cfg.clone(), new_rules.clone()));
         }
+        // The victim merge and the SYN guards run in the sink.
+        let _ = self.sink.send(ToSink::Victim(cfg.detect.victim.clone()));
         self.current = cfg;
         self.generation += 1;
         self.shared

@@ -112,6 +112,9 @@ fn send(to: &Sender<ToShard>, b: Batch) -> Result<(), Refused<FrameDesc>> {
 
 impl IoThread {
     pub fn run(mut self) {
+        for p in &self.ports {
+            p.publisher.start();
+        }
         let shared = self.shared.clone();
         let umem = &shared.umems[self.id];
         let shards = self.to_shard.len();

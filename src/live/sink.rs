@@ -15,6 +15,9 @@ pub enum ToSink {
     Victims(crate::output::VictimReport),
     /// SIGHUP: reopen the alert log (logrotate moved it).
     Reopen,
+    /// A reload's `[detect.victim]`: thresholds for the next epochs, and
+    /// the SYN guards' hold and cap for their next extension.
+    Victim(crate::detect::victim::VictimConfig),
     /// A kernel-map change or look from the control socket, answered.
     Kernel(
         super::control::KernelOp,
@@ -134,6 +137,12 @@ impl Sink {
                         op,
                     );
                     let _ = reply.send(r);
+                }
+                Ok(ToSink::Victim(v)) => {
+                    if let Some(g) = self.guards.as_mut() {
+                        g.set_config(v.clone());
+                    }
+                    self.victims.set_config(v);
                 }
                 Ok(ToSink::Reopen) => match self.recorder.reopen_alerts() {
                     Ok(()) => tracing::info!("alert log reopened"),
