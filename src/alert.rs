@@ -64,6 +64,12 @@ pub enum EndReason {
     Evicted,
     /// The input ended while the block was still active.
     EndOfInput,
+    /// An operator unblocked the source (`flowgate ctl unblock`); the
+    /// [`BlockEnd::by`] record says who and why.
+    Operator,
+    /// The source became allowlisted (`flowgate ctl allow add`, or a
+    /// reloaded `block.allowlist`) while blocked.
+    Allowlisted,
 }
 
 impl EndReason {
@@ -73,6 +79,8 @@ impl EndReason {
             EndReason::Expired => "expired",
             EndReason::Evicted => "evicted",
             EndReason::EndOfInput => "end_of_input",
+            EndReason::Operator => "operator",
+            EndReason::Allowlisted => "allowlisted",
         }
     }
 }
@@ -105,6 +113,45 @@ pub struct BlockEnd {
     pub packets: u64,
     /// Wire bytes of those packets.
     pub bytes: u64,
+    /// Who ended the episode, for [`EndReason::Operator`] and
+    /// [`EndReason::Allowlisted`] (EVE `block.ended_by`).
+    pub by: Option<Arc<Operator>>,
+}
+
+/// Who asked for an operator action and why: the audit trail of a change
+/// made through the control socket (or a configuration reload).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Operator {
+    /// The requesting process's user ID (SO_PEERCRED), if a person asked.
+    pub uid: Option<u32>,
+    /// The user name of `uid`, or what made the change (`config reload`).
+    pub user: String,
+    /// The reason given, possibly empty.
+    pub reason: String,
+}
+
+impl Operator {
+    /// An action of the configuration itself (a SIGHUP reload).
+    pub fn config_reload() -> Operator {
+        Operator {
+            uid: None,
+            user: "config reload".into(),
+            reason: "block.allowlist changed".into(),
+        }
+    }
+
+    /// `root (uid 0)`, `config reload`: for messages.
+    pub fn describe(&self) -> String {
+        match self.uid {
+            Some(uid) => format!("{} (uid {uid})", self.user),
+            None => self.user.clone(),
+        }
+    }
+
+    /// The EVE object: `{"uid":0,"user":"root","reason":"..."}`.
+    pub fn to_eve(&self) -> Value {
+        json!({"uid": self.uid, "user": self.user, "reason": self.reason})
+    }
 }
 
 /// What a shard reports besides verdicts. Logs are written in arrival
@@ -193,7 +240,7 @@ impl BlockEnd {
     /// EVE object of `event_type` `flowgate_block`: the episode's start,
     /// duration, end reason and counts under `block`.
     pub fn to_eve(&self) -> Value {
-        json!({
+        let mut v = json!({
             "timestamp": eve_time(self.ts),
             "event_type": "flowgate_block",
             "src_ip": self.src.to_string(),
@@ -209,7 +256,11 @@ impl BlockEnd {
                 "packets": self.packets,
                 "bytes": self.bytes,
             }
-        })
+        });
+        if let Some(by) = &self.by {
+            v["block"]["ended_by"] = by.to_eve();
+        }
+        v
     }
 }
 

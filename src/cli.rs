@@ -52,6 +52,9 @@ pub enum Command {
     },
     /// Query the SQLite audit log (alerts, top offenders).
     Alerts(AlertsArgs),
+    /// Operate a running `flowgate live` through its control socket:
+    /// unblock, block, allowlist, list blocks, reload, stats.
+    Ctl(CtlArgs),
     /// Attach, inspect and detach the XDP program; manage the kernel blocklist.
     Xdp {
         /// attach, detach, status, block or unblock.
@@ -156,6 +159,93 @@ pub enum XdpCommand {
         /// Where the pins are.
         #[command(flatten)]
         pin: PinArgs,
+    },
+}
+
+/// `flowgate ctl`: the client of a running `flowgate live`'s control
+/// socket (protocol in `control.rs`).
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// The control socket (control.socket of the running process).
+    #[arg(long, env = "FLOWGATE_CONTROL_SOCKET", default_value = crate::config::DEFAULT_CONTROL_SOCKET)]
+    pub socket: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// `flowgate ctl ...` verbs.
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// End the blocks of a source or of every source in a CIDR, in the
+    /// shards and the kernel; the episode ends with reason `operator`.
+    Unblock {
+        /// IP address or CIDR.
+        target: String,
+        /// Why (recorded in the episode's end record).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Block a source by hand (rule 9100099), in the shard and the kernel.
+    Block {
+        /// Source address.
+        ip: std::net::IpAddr,
+        /// How long, e.g. 10m (default: the running block.ttl).
+        #[arg(long)]
+        ttl: Option<humantime::Duration>,
+        /// Why (recorded in the alert).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Add, remove or list allowlisted networks (never inspected or
+    /// blocked); kept across reloads and restarts.
+    Allow {
+        /// add, del or list.
+        #[command(subcommand)]
+        op: AllowCommand,
+    },
+    /// Open block episodes: source, rule, since, until, packets dropped.
+    Blocks {
+        /// The JSON answer as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reload config and rules, as SIGHUP does; prints the error if refused.
+    Reload,
+    /// Counters summed over the shards.
+    Stats {
+        /// The JSON answer as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Version and pid of the running process.
+    Version,
+}
+
+/// `flowgate ctl allow ...`.
+#[derive(Subcommand, Debug)]
+pub enum AllowCommand {
+    /// Allowlist a network (ends the open blocks of sources inside).
+    Add {
+        /// CIDR or address.
+        net: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Remove a network, exactly as listed.
+    Del {
+        /// CIDR or address.
+        net: String,
+        /// Why (recorded).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The allowlist in force, and what the operator changed.
+    List {
+        /// The JSON answer as is.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -57,6 +57,37 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[bgp]`: announce blocks and learn peers' through gobgpd (`live` only).
     pub bgp: crate::bgp::BgpConfig,
+    /// `[control]`: the operator control socket (`flowgate live` only).
+    pub control: ControlConfig,
+}
+
+/// Where `flowgate ctl` reaches a running `flowgate live`, unless
+/// `--socket` / `FLOWGATE_CONTROL_SOCKET` say otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/flowgate/control.sock";
+
+/// `[control]`: the unix control socket of `flowgate live` (JSON lines,
+/// see `control.rs`) and the state file operator changes persist in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Listen on the control socket.
+    pub enabled: bool,
+    /// Socket path; created mode 0600 (owner only), its directory 0700
+    /// if missing.
+    pub socket: PathBuf,
+    /// Manual blocks and allowlist changes made through the socket, kept
+    /// across restarts (rewritten on every change; empty path: not kept).
+    pub state_file: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            enabled: true,
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            state_file: PathBuf::from("/var/lib/flowgate/control.json"),
+        }
+    }
 }
 
 /// How the XDP program is attached.
@@ -107,6 +138,48 @@ pub struct LiveConfig {
     /// Where `live` keeps its shard-hash key when `engine.hash_key` is not
     /// set: read at start, created (random, mode 0600) on first start.
     pub hash_key_file: PathBuf,
+    /// What happens to a batch a shard cannot take (its queue is full, or
+    /// it holds its share of the UMEM frames): forwarded uninspected
+    /// (`bypass`) or dropped (`drop`). Either way it is counted and RX
+    /// goes on. Unset: `bypass`, or `drop` with `fail_closed` (the same
+    /// stance as when flowgate is gone). See [`LiveConfig::queue_full_policy`].
+    pub queue_full: Option<QueueFullPolicy>,
+    /// Once the program is attached, the sockets bound and the maps open,
+    /// drop every capability the running process no longer needs (and set
+    /// no_new_privs). `false` keeps them (debugging only).
+    pub drop_capabilities: bool,
+}
+
+/// What a starved shard's batch becomes (`live.queue_full`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueFullPolicy {
+    /// Forward it uninspected (fail-open): availability over inspection.
+    Bypass,
+    /// Drop it (fail-closed): nothing passes uninspected.
+    Drop,
+}
+
+impl QueueFullPolicy {
+    /// The metric label and config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueFullPolicy::Bypass => "bypass",
+            QueueFullPolicy::Drop => "drop",
+        }
+    }
+}
+
+impl LiveConfig {
+    /// The queue-full policy in force: `live.queue_full` if set, else the
+    /// stance of `live.fail_closed` (bypass when fail-open, the default).
+    pub fn queue_full_policy(&self) -> QueueFullPolicy {
+        self.queue_full.unwrap_or(if self.fail_closed {
+            QueueFullPolicy::Drop
+        } else {
+            QueueFullPolicy::Bypass
+        })
+    }
 }
 
 impl Default for LiveConfig {
@@ -123,6 +196,8 @@ impl Default for LiveConfig {
             detach_on_exit: false,
             inspect: true,
             hash_key_file: PathBuf::from("/var/lib/flowgate/hash.key"),
+            queue_full: None,
+            drop_capabilities: true,
         }
     }
 }
@@ -871,9 +946,6 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "engine.queue_batches" => engine.queue_batches;
     // A new key reshuffles every source's bucket: state would be lost.
     "engine.hash_key" => engine.hash_key;
-    // The kernel allowlist is filled at attach, and sources remember
-    // whether they were allowlisted: both would go stale.
-    "block.allowlist" => block.allowlist;
     "signatures.flow_timeout" => signatures.flow_timeout;
     "output.alerts" => output.alerts;
     "tables" => tables;
@@ -884,6 +956,7 @@ const RESTART_ONLY: &[RestartOnly] = restart_only! {
     "signatures.buffer_budget" => signatures.buffer_budget;
     "live" => live;
     "metrics" => metrics;
+    "control" => control;
     "output.sqlite" => output.sqlite;
     // The bgp thread and its daemon connection are set up at start.
     "bgp" => bgp;
@@ -1057,6 +1130,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
+    fn queue_full_policy_follows_fail_closed_unless_set() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Bypass);
+        let c = load(&[("live.fail_closed", "true")]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Drop);
+        let c = load(&[("live.fail_closed", "true"), ("live.queue_full", "bypass")]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Bypass);
+        let c = load(&[("live.queue_full", "drop")]).unwrap();
+        assert_eq!(c.live.queue_full_policy(), QueueFullPolicy::Drop);
+        let e = load(&[("live.queue_full", "wait")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("live.queue_full") && e.contains("bypass") && e.contains("drop"),
+            "{e}"
+        );
     }
 
     #[test]

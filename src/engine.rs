@@ -5,7 +5,7 @@
 //! their packet time and returns a verdict; it does no I/O and reads no
 //! clock. `analyze` (PCAP) and `live` (AF_XDP) drive the same code.
 
-use crate::alert::{Alert, BlockEnd, EndReason, Event};
+use crate::alert::{Alert, BlockEnd, EndReason, Event, Operator};
 use crate::config::{Config, Mode, Unfollowable};
 use crate::detect::{self, Detection, SourceState};
 use crate::frag;
@@ -205,7 +205,13 @@ struct Block {
     expires: Ts,
     packets: u64,
     bytes: u64,
+    /// Who blocked the source by hand (`operator_block`); `None` for a
+    /// detector's block.
+    by: Option<Arc<Operator>>,
 }
+
+mod operator;
+pub use operator::{net_contains, BlockInfo, OperatorError};
 
 /// The verdict engine of one shard. It owns all state of the sources
 /// hashed to its shard — detector counters, the mirror of the blocklist,
@@ -250,6 +256,9 @@ pub struct ShardEngine {
     /// Per-destination counts of this shard's sources, by (epoch start,
     /// destination), until the next timer tick hands them over.
     victims: std::collections::HashMap<(Ts, std::net::IpAddr), crate::detect::victim::VictimCounts>,
+    /// The allowlist changed in `set_config`: the next `handle_timeout`
+    /// ends the episodes of sources it now covers.
+    allowlist_pending: bool,
 }
 
 /// How often `handle_timeout` sweeps idle table entries (packet time).
@@ -446,6 +455,7 @@ impl ShardEngine {
             next_expiry: Ts::MAX,
             next_sweep: 0,
             victims: Default::default(),
+            allowlist_pending: false,
             rules: Arc::new(Ruleset::builtin_only()),
             cfg,
         };
@@ -477,15 +487,26 @@ impl ShardEngine {
 
     /// Swaps in a new configuration (hot reload) between packets: new
     /// thresholds, windows, mode, TTL and HTTP limits apply to the next
-    /// packet; detector, block and flow state are kept. Table sizes,
-    /// timeouts and the allowlist are fixed at start (see
-    /// `Config::reloadable_from`).
+    /// packet; detector, block and flow state are kept. Table sizes and
+    /// timeouts are fixed at start (see `Config::reloadable_from`). A new
+    /// `block.allowlist` re-evaluates every tracked source's allowlist bit
+    /// now, and the next [`handle_timeout`](Self::handle_timeout) ends the
+    /// open episodes of sources it covers (`allowlisted`); use
+    /// [`set_allowlist`](Self::set_allowlist) to end them at once and say
+    /// who asked.
     pub fn set_config(&mut self, cfg: Arc<Config>) {
         let sg = &cfg.signatures;
         self.ttl_ns = cfg.block.ttl.as_nanos() as u64;
         self.limits = sg.limits();
+        let allowlist_changed = cfg.block.allowlist != self.cfg.block.allowlist;
         self.cfg = cfg;
         self.refresh_structural();
+        if allowlist_changed {
+            self.recheck_allowlist();
+            // Blocks of newly allowlisted sources end at the next tick.
+            self.allowlist_pending = true;
+            self.next_expiry = 0;
+        }
     }
 
     /// Both of the above, as a SIGHUP reload does: the new configuration
@@ -882,6 +903,9 @@ impl ShardEngine {
     pub fn handle_timeout(&mut self, now: Ts) {
         self.frags.expire(now);
         if now >= self.next_expiry {
+            if std::mem::take(&mut self.allowlist_pending) {
+                self.end_allowlisted(now, None);
+            }
             let mut due: Vec<SourceKey> = self
                 .blocks
                 .iter()
@@ -1033,6 +1057,7 @@ impl ShardEngine {
             expires: f.ts.saturating_add(self.ttl_ns),
             packets: 0,
             bytes: 0,
+            by: None,
         };
         let expires = block.expires;
         self.next_expiry = self.next_expiry.min(expires);
@@ -1077,6 +1102,18 @@ impl ShardEngine {
     }
 
     fn end_episode(&mut self, key: SourceKey, b: Block, ts: Ts, reason: EndReason) {
+        self.end_episode_by(key, b, ts, reason, None);
+    }
+
+    /// Ends an episode, recording who ended it (operator actions).
+    fn end_episode_by(
+        &mut self,
+        key: SourceKey,
+        b: Block,
+        ts: Ts,
+        reason: EndReason,
+        by: Option<Arc<Operator>>,
+    ) {
         if let Some(meta) = self.rules.book.get(b.rule) {
             self.events.push(Event::BlockEnd(BlockEnd {
                 ts,
@@ -1088,6 +1125,7 @@ impl ShardEngine {
                 reason,
                 packets: b.packets,
                 bytes: b.bytes,
+                by,
             }));
         }
     }

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod detect;
 pub mod engine;
 pub mod frag;

@@ -1,7 +1,7 @@
 use clap::Parser;
 use flowgate::cli::{Cli, Command, ConfigCommand, RulesCommand, XdpCommand};
 use flowgate::ruleset::Ruleset;
-use flowgate::{analyze, config, xdp};
+use flowgate::{analyze, config, control, xdp};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -175,6 +175,7 @@ fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             command: RulesCommand::Check { files },
         } => rules_check(&files),
         Command::Xdp { command } => xdp_command(command),
+        Command::Ctl(a) => ctl_command(a),
         Command::Alerts(a) => alerts_command(a),
     }
 }
@@ -297,18 +298,43 @@ fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
             let c = xdp::counters(&pin.pin_dir)?;
             let (total, live) = xdp::Blocklist::open(&pin.pin_dir)?.len();
             let ports = xdp::attached(&pin.pin_dir);
+            // Victims under the SYN guard (an older pin set has no map).
+            let now = xdp::monotonic_ns();
+            let guards: Vec<(std::net::IpAddr, xdp::GuardEntry)> =
+                xdp::SynGuard::open(&pin.pin_dir)
+                    .map(|g| g.entries())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, e)| e.until > now)
+                    .collect();
             if json {
                 let counters: serde_json::Map<String, serde_json::Value> = xdp::COUNTER_NAMES
                     .iter()
                     .zip(c)
                     .map(|(k, v)| (k.to_string(), v.into()))
                     .collect();
-                emit(&(serde_json::json!({"ports": ports, "blocklist_entries": total, "blocklist_active": live, "counters": counters}).to_string() + "\n"));
+                let guarded: Vec<serde_json::Value> = guards
+                    .iter()
+                    .map(|(ip, e)| {
+                        serde_json::json!({"victim": ip, "seconds_left": (e.until - now) / 1_000_000_000,
+                            "dropped": e.dropped, "passed": e.passed_total, "limit_per_s": e.limit})
+                    })
+                    .collect();
+                emit(&(serde_json::json!({"ports": ports, "blocklist_entries": total, "blocklist_active": live, "syn_guard": guarded, "counters": counters}).to_string() + "\n"));
             } else {
                 let mut s = format!(
-                    "ports: {}\nblocklist: {live} active ({total} entries)\n",
-                    ports.join(", ")
+                    "ports: {}\nblocklist: {live} active ({total} entries)\nSYN guard: {} victims\n",
+                    ports.join(", "),
+                    guards.len()
                 );
+                for (ip, e) in &guards {
+                    s += &format!(
+                        "  {ip:<24} {} s left, {} dropped, {} passed\n",
+                        (e.until - now) / 1_000_000_000,
+                        e.dropped,
+                        e.passed_total
+                    );
+                }
                 for (k, v) in xdp::COUNTER_NAMES.iter().zip(c) {
                     s += &format!("  {k:<24} {v}\n");
                 }
@@ -316,10 +342,41 @@ fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
             }
         }
         XdpCommand::Block { ip, ttl, pin } => {
+            let req = control::Request::Block {
+                ip,
+                ttl: Some(*ttl),
+                reason: "flowgate xdp block".into(),
+            };
+            if let Some(v) = via_live(&pin.pin_dir, &req)? {
+                emit(&format!(
+                    "blocked {ip} until {} (through {})\n",
+                    v["until"].as_str().unwrap_or("?"),
+                    v["via"].as_str().unwrap_or("the control socket")
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
             xdp::Blocklist::open(&pin.pin_dir)?.block(ip, *ttl)?;
             emit(&format!("blocked {ip} for {ttl}\n"));
         }
         XdpCommand::Unblock { ip, pin } => {
+            let req = control::Request::Unblock {
+                net: ip.into(),
+                reason: "flowgate xdp unblock".into(),
+            };
+            if let Some(v) = via_live(&pin.pin_dir, &req)? {
+                let n = v["episodes_ended"].as_u64().unwrap_or(0)
+                    + v["kernel_entries_removed"].as_u64().unwrap_or(0);
+                emit(&format!(
+                    "{ip} {} (through {})\n",
+                    if n > 0 {
+                        "unblocked"
+                    } else {
+                        "was not blocked"
+                    },
+                    v["via"].as_str().unwrap_or("the control socket")
+                ));
+                return Ok(ExitCode::SUCCESS);
+            }
             let was = xdp::Blocklist::open(&pin.pin_dir)?.unblock(ip)?;
             emit(&format!(
                 "{ip} {}\n",
@@ -327,6 +384,201 @@ fn xdp_command(cmd: XdpCommand) -> anyhow::Result<ExitCode> {
             ));
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// When a `flowgate live` holds the maps under `pin_dir`, a kernel-only
+/// change would not hold (its shards keep their own block mirror): send
+/// `req` through that process's control socket, or refuse saying so.
+/// `None`: no live process owns the maps, change them directly.
+fn via_live(
+    pin_dir: &std::path::Path,
+    req: &control::Request,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let owners = xdp::map_owners(pin_dir);
+    let Some(&pid) = owners.first() else {
+        return Ok(None);
+    };
+    for sock in control::listening_sockets(pid) {
+        if let Ok(mut v) = control::call(&sock, &req.to_json(), std::time::Duration::from_secs(10))
+        {
+            v["via"] = format!("flowgate live pid {pid}, control socket {}", sock.display()).into();
+            return Ok(Some(v));
+        }
+    }
+    anyhow::bail!(
+        "flowgate live (pid {pid}) owns the maps under {}: a kernel-only change would not hold \
+         (its shards keep their own block mirror and episodes), and its control socket could not \
+         be reached (control.enabled off, or not allowed): use `flowgate ctl {}` against it",
+        pin_dir.display(),
+        req.verb()
+    )
+}
+
+fn ctl_command(a: flowgate::cli::CtlArgs) -> anyhow::Result<ExitCode> {
+    use flowgate::cli::{AllowCommand, CtlCommand};
+    use flowgate::control::{parse_target, AllowOp, Request};
+    let (req, json) = match a.command {
+        CtlCommand::Unblock { target, reason } => (
+            Request::Unblock {
+                net: parse_target(&target).map_err(anyhow::Error::msg)?,
+                reason,
+            },
+            false,
+        ),
+        CtlCommand::Block { ip, ttl, reason } => (
+            Request::Block {
+                ip,
+                ttl: ttl.map(|t| *t),
+                reason,
+            },
+            false,
+        ),
+        CtlCommand::Allow { op } => match op {
+            AllowCommand::Add { net, reason } => (
+                Request::Allow {
+                    op: AllowOp::Add,
+                    net: Some(parse_target(&net).map_err(anyhow::Error::msg)?),
+                    reason,
+                },
+                false,
+            ),
+            AllowCommand::Del { net, reason } => (
+                Request::Allow {
+                    op: AllowOp::Del,
+                    net: Some(parse_target(&net).map_err(anyhow::Error::msg)?),
+                    reason,
+                },
+                false,
+            ),
+            AllowCommand::List { json } => (
+                Request::Allow {
+                    op: AllowOp::List,
+                    net: None,
+                    reason: String::new(),
+                },
+                json,
+            ),
+        },
+        CtlCommand::Blocks { json } => (Request::Blocks, json),
+        CtlCommand::Reload => (Request::Reload, false),
+        CtlCommand::Stats { json } => (Request::Stats, json),
+        CtlCommand::Version => (Request::Version, false),
+    };
+    let v = control::call(
+        &a.socket,
+        &req.to_json(),
+        std::time::Duration::from_secs(130),
+    )?;
+    if json {
+        emit(&(serde_json::to_string_pretty(&v)? + "\n"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+    let text = match &req {
+        Request::Block { ip, .. } => format!(
+            "blocked {ip} until {} (rule {}){}\n",
+            s("until"),
+            v["rule"],
+            if v["kernel"] == true {
+                "; in the kernel blocklist".to_string()
+            } else {
+                format!("; {}", s("note"))
+            }
+        ),
+        Request::Unblock { net, .. } => {
+            let ended = v["episodes_ended"].as_u64().unwrap_or(0);
+            let removed = v["kernel_entries_removed"].as_u64().unwrap_or(0);
+            if ended + removed == 0 {
+                format!("{net}: nothing was blocked\n")
+            } else {
+                let list: Vec<&str> = v["unblocked"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                format!(
+                    "unblocked {net}: {ended} episode(s) ended ({}), {removed} kernel entr{} removed\n",
+                    list.join(", "),
+                    if removed == 1 { "y" } else { "ies" }
+                )
+            }
+        }
+        Request::Allow { .. } => {
+            let list: Vec<&str> = v["allowlist"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            format!(
+                "allowlist: {}\n",
+                if list.is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    list.join(", ")
+                }
+            )
+        }
+        Request::Blocks => {
+            let mut t = format!(
+                "{:<39} {:>8} {:<18} {:<26} {:<26} {:>9}  {}\n",
+                "source", "rule", "name", "since", "until", "packets", "by"
+            );
+            for b in v["blocks"].as_array().into_iter().flatten() {
+                let by = if b["by"].is_object() {
+                    format!(
+                        "{} ({})",
+                        b["by"]["user"].as_str().unwrap_or(""),
+                        b["by"]["reason"].as_str().unwrap_or("")
+                    )
+                } else {
+                    "detector".to_string()
+                };
+                t += &format!(
+                    "{:<39} {:>8} {:<18} {:<26} {:<26} {:>9}  {}{}\n",
+                    b["src"].as_str().unwrap_or(""),
+                    b["rule"],
+                    b["name"].as_str().unwrap_or(""),
+                    b["since"].as_str().unwrap_or(""),
+                    b["until"].as_str().unwrap_or(""),
+                    b["packets"],
+                    by,
+                    if b["kernel"] == true {
+                        ""
+                    } else {
+                        "  [not in kernel]"
+                    }
+                );
+            }
+            if let Some(k) = v["kernel_only"].as_array().filter(|k| !k.is_empty()) {
+                t += &format!(
+                    "in the kernel blocklist only: {}\n",
+                    serde_json::Value::Array(k.clone())
+                );
+            }
+            t
+        }
+        Request::Reload => format!("reloaded: generation {}\n", v["generation"]),
+        Request::Stats => {
+            let st = &v["stats"];
+            format!(
+                "up {:.0}s, generation {}, {} shard(s)\npackets {}  allowed {}  dropped {}  allowlisted {}\nblocked sources {}\n",
+                v["uptime_s"].as_f64().unwrap_or(0.0),
+                v["generation"],
+                v["shards"],
+                st["packets"],
+                st["allowed"],
+                st["dropped"],
+                st["allowlisted"],
+                v["blocked_sources"]
+            )
+        }
+        Request::Version => format!(
+            "flowgate {} (pid {}, config generation {})\n",
+            s("version"),
+            v["pid"],
+            v["generation"]
+        ),
+    };
+    emit(&text);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -35,6 +35,17 @@ pub struct MetricsError {
     pub source: metrics_exporter_prometheus::BuildError,
 }
 
+impl MetricsError {
+    /// The listen address cannot be bound (checked before the exporter
+    /// starts, so the error comes before anything is attached).
+    pub fn bind(listen: SocketAddr, why: String) -> MetricsError {
+        MetricsError {
+            listen,
+            source: metrics_exporter_prometheus::BuildError::FailedToCreateHTTPListener(why),
+        }
+    }
+}
+
 /// Starts the `/metrics` HTTP listener (its own thread) and installs the
 /// global recorder.
 pub fn install(listen: SocketAddr, interval: Duration) -> Result<(), MetricsError> {
@@ -147,7 +158,19 @@ fn describe() {
     );
     describe_counter!(
         "flowgate_queue_full_total",
-        "Times a shard queue was full and the I/O thread had to wait"
+        "Batches a starved shard could not take (queue full or its frame share held); live.queue_full applied"
+    );
+    describe_counter!(
+        "flowgate_alert_log_errors_total",
+        "Alert-log faults survived: write_failed (e.g. disk full), reopened (deleted or replaced while open)"
+    );
+    describe_counter!(
+        "flowgate_alert_lines_lost_total",
+        "Alert-log lines not written because a write failed"
+    );
+    describe_counter!(
+        "flowgate_queue_full_packets_total",
+        "Packets of batches a starved shard could not take, by policy: bypass (forwarded uninspected) or drop"
     );
     describe_counter!(
         "flowgate_xsk_rx_dropped_total",
@@ -170,6 +193,10 @@ fn describe() {
         "Configuration generation (0 at start, +1 per successful reload)"
     );
     describe_counter!("flowgate_reloads_total", "Reload attempts, by result");
+    describe_counter!(
+        "flowgate_operator_actions_total",
+        "Control-socket requests (flowgate ctl), by verb and result"
+    );
     describe_gauge!(
         "flowgate_top_offender_packets",
         "Packets decided against the top offenders (rank 1..10) since start"
@@ -371,24 +398,29 @@ pub struct PortPublisher {
 
 impl PortPublisher {
     /// A publisher labelled `interface` = `iface`, `queue` = `queue`.
-    /// Creates its counter series at 0.
     pub fn new(iface: &str, queue: u32) -> PortPublisher {
         let labels = [
             ("interface", iface.to_string()),
             ("queue", queue.to_string()),
         ];
-        // At 0 from the start, so rates exist before the first event.
+        PortPublisher {
+            labels,
+            last: PortCounts::default(),
+        }
+    }
+
+    /// Creates the counter series at 0, so rates exist before the first
+    /// event. Called by the I/O thread when it starts: the ports are set
+    /// up before the capability drop, the metrics recorder only after it,
+    /// and a series created before the recorder is lost.
+    pub fn start(&self) {
         for name in [
             "flowgate_rx_packets_total",
             "flowgate_rx_bytes_total",
             "flowgate_tx_packets_total",
             "flowgate_xsk_rx_dropped_total",
         ] {
-            counter!(name, &labels).absolute(0);
-        }
-        PortPublisher {
-            labels,
-            last: PortCounts::default(),
+            counter!(name, &self.labels).absolute(0);
         }
     }
 
@@ -420,6 +452,14 @@ pub fn queue_full(queue: u32) -> metrics::Counter {
     c
 }
 
+/// Handle for one queue's count of packets a starved shard could not take,
+/// labelled with the policy applied to them (`bypass` or `drop`).
+pub fn queue_full_packets(queue: u32, policy: &'static str) -> metrics::Counter {
+    let c = counter!("flowgate_queue_full_packets_total", "queue" => queue.to_string(), "policy" => policy);
+    c.absolute(0);
+    c
+}
+
 /// Handle for one queue's verdict-latency histogram.
 pub fn verdict_latency(queue: u32) -> metrics::Histogram {
     histogram!("flowgate_verdict_latency_seconds", "queue" => queue.to_string())
@@ -432,6 +472,14 @@ pub fn started() {
     for result in ["ok", "failed"] {
         counter!("flowgate_reloads_total", "result" => result).absolute(0);
     }
+}
+
+/// An operator action through the control socket, by verb (`block`,
+/// `unblock`, `allow_add`, ..., `invalid` for a request that did not parse)
+/// and result.
+pub fn operator_action(verb: &'static str, ok: bool) {
+    counter!("flowgate_operator_actions_total", "verb" => verb, "result" => if ok { "ok" } else { "error" })
+        .increment(1);
 }
 
 /// Reload outcome.

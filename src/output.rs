@@ -96,7 +96,7 @@ pub struct Offender {
 /// SQLite audit log. The offline collector thread and the live sink each
 /// own one ([`Collector`]).
 pub struct Recorder {
-    alerts: Option<(PathBuf, BufWriter<File>)>,
+    alerts: Option<AlertLog>,
     verdicts: Option<(PathBuf, BufWriter<File>)>,
     /// Alert events seen (counted with or without an alert file).
     pub alerts_written: u64,
@@ -106,10 +106,194 @@ pub struct Recorder {
     /// One bit per packet (by pcap_cnt), set when allowed: kept only when
     /// asked for (`--write-allowed`).
     pub allowed: Option<Vec<u64>>,
-    /// First write error; writing stops there and the run reports it.
+    /// First write error, reported at the end of the run. Verdict lines
+    /// stop there; alert lines are retried (their losses counted in
+    /// `alert_faults`).
     pub error: Option<OutputError>,
     /// SQLite audit log, written on its own thread.
     pub audit: Option<crate::audit::AuditSink>,
+    /// What went wrong with the alert log, and how often.
+    pub alert_faults: AlertLogFaults,
+}
+
+/// Alert-log faults a run survived (live: the disk filled up, the file was
+/// deleted); published as metrics by the live sink.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertLogFaults {
+    /// Writes that failed (each loses the lines of that write).
+    pub write_errors: u64,
+    /// Alert-log lines not written because of them.
+    pub lines_lost: u64,
+    /// Times the file was found removed or replaced and reopened by path.
+    pub reopened: u64,
+}
+
+/// Buffered alert-log lines not written through yet: past this they are
+/// written out even before the next flush.
+const ALERT_BUFFER: usize = 1 << 16;
+
+/// The alert log: lines gathered and written through on flush. A write
+/// that fails (disk full) loses that write's lines, counted, without
+/// leaving a partial line behind where it can help it, and the next flush
+/// tries again: a full disk is logged once when it starts failing and once
+/// when it works again, never per line. The file is reopened by path if it
+/// was removed or replaced while open ([`Recorder::check_alert_path`]).
+struct AlertLog {
+    path: PathBuf,
+    file: File,
+    /// Device and inode of the open file.
+    id: (u64, u64),
+    buf: Vec<u8>,
+    /// Lines in `buf`.
+    lines: u64,
+    /// A failed write left a partial line the truncation could not take
+    /// back: start the next write on a new line.
+    torn: bool,
+    /// The error of the failure in progress, if writes are failing.
+    failing: Option<std::io::ErrorKind>,
+    /// Lines lost since writes started failing (for the recovery message).
+    lost_in_episode: u64,
+}
+
+fn file_id(f: &File) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().map(|m| (m.dev(), m.ino())).unwrap_or((0, 0))
+}
+
+impl AlertLog {
+    fn open(path: &Path) -> Result<AlertLog, OutputError> {
+        let file = open_append(path).map_err(|e| OutputError::new(path, e))?;
+        Ok(AlertLog {
+            path: path.to_path_buf(),
+            id: file_id(&file),
+            file,
+            buf: Vec::with_capacity(ALERT_BUFFER),
+            lines: 0,
+            torn: false,
+            failing: None,
+            lost_in_episode: 0,
+        })
+    }
+
+    /// Writes the buffered lines through; on failure they are lost
+    /// (counted in `faults`) and the error returned.
+    fn write_out(&mut self, faults: &mut AlertLogFaults) -> Result<(), OutputError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.torn {
+            match self.file.write(b"\n") {
+                Ok(1) => self.torn = false,
+                Ok(_) => {}
+                Err(e) => return Err(self.failed(0, e, faults)),
+            }
+        }
+        let mut done = 0;
+        while done < self.buf.len() {
+            match self.file.write(&self.buf[done..]) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(self.failed(done, e, faults));
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.failed(done, e, faults)),
+            }
+        }
+        if let Some(kind) = self.failing.take() {
+            tracing::warn!(
+                "alert log {}: writing again after {kind}; {} line(s) were lost meanwhile",
+                self.path.display(),
+                self.lost_in_episode
+            );
+            self.lost_in_episode = 0;
+        }
+        self.buf.clear();
+        self.lines = 0;
+        Ok(())
+    }
+
+    /// A write failed after `done` bytes of `buf`: takes back a partial
+    /// line, counts what is lost, logs the first failure of an episode.
+    fn failed(
+        &mut self,
+        done: usize,
+        e: std::io::Error,
+        faults: &mut AlertLogFaults,
+    ) -> OutputError {
+        let whole = self.buf[..done]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let partial = (done - whole) as u64;
+        if partial > 0 {
+            // Cut the partial line off, so the log holds whole lines only.
+            let cut = self
+                .file
+                .metadata()
+                .ok()
+                .filter(|m| m.len() >= partial)
+                .is_some_and(|m| self.file.set_len(m.len() - partial).is_ok());
+            self.torn = !cut;
+        }
+        let written = self.buf[..whole].iter().filter(|&&b| b == b'\n').count() as u64;
+        let lost = self.lines - written;
+        faults.write_errors += 1;
+        faults.lines_lost += lost;
+        self.lost_in_episode += lost;
+        if self.failing.is_none() {
+            tracing::error!(
+                "alert log {}: {e}; alerts are still counted (flowgate_alert_lines_lost_total) \
+                 and writing is retried; logged once until it works again",
+                self.path.display()
+            );
+            self.failing = Some(e.kind());
+        }
+        self.buf.clear();
+        self.lines = 0;
+        OutputError::new(&self.path, e)
+    }
+
+    /// The path no longer names the open file (deleted, or replaced):
+    /// reopen it by path. Returns whether it did.
+    fn check_path(&mut self, faults: &mut AlertLogFaults) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()));
+        if now.as_ref().is_ok_and(|id| *id == self.id) {
+            return false;
+        }
+        match open_append(&self.path) {
+            Ok(f) => {
+                self.id = file_id(&f);
+                self.file = f;
+                self.torn = false;
+                faults.reopened += 1;
+                if now.is_ok() {
+                    // logrotate's `create` before its SIGHUP, or a copy.
+                    tracing::info!(
+                        "alert log {} now names another file: reopened it",
+                        self.path.display()
+                    );
+                } else {
+                    tracing::warn!(
+                        "alert log {} was deleted while open: created it again",
+                        self.path.display()
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                if self.failing.is_none() {
+                    tracing::error!(
+                        "alert log {} was removed and cannot be created again: {e} (retrying)",
+                        self.path.display()
+                    );
+                    self.failing = Some(e.kind());
+                }
+                false
+            }
+        }
+    }
 }
 
 /// Opens for append, creating parent directories.
@@ -131,8 +315,9 @@ impl Recorder {
             Ok((p.to_path_buf(), BufWriter::with_capacity(1 << 16, f)))
         };
         Ok(Recorder {
-            alerts: alerts.map(open).transpose()?,
+            alerts: alerts.map(AlertLog::open).transpose()?,
             verdicts: verdicts.map(open).transpose()?,
+            alert_faults: AlertLogFaults::default(),
             alerts_written: 0,
             episodes_ended: 0,
             offenders: HashMap::new(),
@@ -147,7 +332,10 @@ impl Recorder {
         if let Some(a) = self.audit.as_mut() {
             a.finish();
         }
-        for (path, w) in self.alerts.iter_mut().chain(self.verdicts.iter_mut()) {
+        if let Err(e) = self.flush_alerts() {
+            self.error.get_or_insert(e);
+        }
+        for (path, w) in self.verdicts.iter_mut() {
             w.flush().map_err(|e| OutputError::new(path, e))?;
         }
         match self.error.take() {
@@ -156,25 +344,39 @@ impl Recorder {
         }
     }
 
-    /// Writes buffered alert lines through to the file.
+    /// Writes buffered alert lines through to the file. On failure those
+    /// lines are lost (counted in `alert_faults`), the error is returned,
+    /// and the next call tries again with the lines gathered by then.
     pub fn flush_alerts(&mut self) -> Result<(), OutputError> {
-        if let Some((path, w)) = self.alerts.as_mut() {
-            w.flush().map_err(|e| OutputError::new(path, e))?;
+        match self.alerts.as_mut() {
+            Some(log) => log.write_out(&mut self.alert_faults),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Reopens the alert log if its path no longer names the open file
+    /// (deleted or replaced while running); counted in `alert_faults`.
+    /// Returns whether it did.
+    pub fn check_alert_path(&mut self) -> bool {
+        match self.alerts.as_mut() {
+            Some(log) => log.check_path(&mut self.alert_faults),
+            None => false,
+        }
     }
 
     /// Reopens the alert log by path (after logrotate moved it away); a
     /// failure keeps writing to the old file.
     pub fn reopen_alerts(&mut self) -> Result<(), OutputError> {
-        self.flush_alerts()?;
-        if let Some((path, w)) = self.alerts.as_mut() {
-            let f = open_append(path).map_err(|e| OutputError::new(path, e))?;
-            *w = BufWriter::with_capacity(1 << 16, f);
+        let flushed = self.flush_alerts();
+        if let Some(log) = self.alerts.as_mut() {
+            let f = open_append(&log.path).map_err(|e| OutputError::new(&log.path, e))?;
+            log.id = file_id(&f);
+            log.file = f;
+            log.torn = false;
             // A write error was about the old file.
             self.error = None;
         }
-        Ok(())
+        flushed
     }
 
     /// Top `n` offenders by packets decided against them.
@@ -186,15 +388,23 @@ impl Recorder {
     }
 
     fn write_line(&mut self, line: &str, to_alerts: bool) {
+        if to_alerts {
+            let Some(log) = self.alerts.as_mut() else {
+                return;
+            };
+            log.buf.extend_from_slice(line.as_bytes());
+            log.lines += line.bytes().filter(|&b| b == b'\n').count() as u64;
+            if log.buf.len() >= ALERT_BUFFER {
+                if let Err(e) = log.write_out(&mut self.alert_faults) {
+                    self.error.get_or_insert(e);
+                }
+            }
+            return;
+        }
         if self.error.is_some() {
             return;
         }
-        let target = if to_alerts {
-            &mut self.alerts
-        } else {
-            &mut self.verdicts
-        };
-        if let Some((path, w)) = target {
+        if let Some((path, w)) = &mut self.verdicts {
             if let Err(e) = w.write_all(line.as_bytes()) {
                 self.error = Some(OutputError::new(path, e));
             }
@@ -270,4 +480,81 @@ impl Collector for Recorder {
 pub fn is_allowed(bits: &[u64], idx: u64) -> bool {
     bits.get((idx / 64) as usize)
         .is_some_and(|w| w & (1 << (idx % 64)) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(r: &mut Recorder, n: usize) {
+        for i in 0..n {
+            r.write_line(&format!("{{\"n\":{i}}}\n"), true);
+        }
+    }
+
+    #[test]
+    fn a_full_device_loses_lines_counted_and_keeps_retrying() {
+        let mut r = Recorder::new(Some(Path::new("/dev/full")), None).unwrap();
+        lines(&mut r, 3);
+        let e = r.flush_alerts().unwrap_err();
+        assert_eq!(e.source.raw_os_error(), Some(28), "ENOSPC: {e}");
+        lines(&mut r, 2);
+        assert!(r.flush_alerts().is_err());
+        assert_eq!(
+            r.alert_faults,
+            AlertLogFaults {
+                write_errors: 2,
+                lines_lost: 5,
+                reopened: 0
+            }
+        );
+        // Nothing is kept for later: memory stays bounded.
+        assert!(r.flush_alerts().is_ok());
+        assert!(r.flush().is_ok());
+    }
+
+    #[test]
+    fn a_deleted_log_is_created_again_and_written_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("alerts.jsonl");
+        let mut r = Recorder::new(Some(&p), None).unwrap();
+        lines(&mut r, 1);
+        r.flush_alerts().unwrap();
+        assert!(!r.check_alert_path());
+        std::fs::remove_file(&p).unwrap();
+        assert!(r.check_alert_path());
+        assert!(!r.check_alert_path());
+        lines(&mut r, 2);
+        r.flush_alerts().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"n\":0}\n{\"n\":1}\n"
+        );
+        // Replaced by another file (logrotate's create): reopened too.
+        std::fs::rename(&p, dir.path().join("old")).unwrap();
+        std::fs::write(&p, "").unwrap();
+        assert!(r.check_alert_path());
+        assert_eq!(r.alert_faults.reopened, 2);
+    }
+
+    #[test]
+    fn a_write_failing_mid_line_leaves_whole_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("alerts.jsonl");
+        let mut log = AlertLog::open(&p).unwrap();
+        let mut faults = AlertLogFaults::default();
+        log.buf.extend_from_slice(b"one\ntwo\nthree\n");
+        log.lines = 3;
+        // The disk took "one\ntw" and then filled up.
+        log.file.write_all(b"one\ntw").unwrap();
+        let full = std::io::Error::from_raw_os_error(28);
+        log.failed(6, full, &mut faults);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "one\n");
+        assert_eq!((faults.write_errors, faults.lines_lost), (1, 2));
+        assert!(!log.torn && log.buf.is_empty());
+        log.buf.extend_from_slice(b"four\n");
+        log.lines = 1;
+        log.write_out(&mut faults).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "one\nfour\n");
+    }
 }

@@ -90,6 +90,9 @@ pub const VICTIM_HALF_OPEN: RuleId = 9_100_052;
 /// `malformed`: the rule a frame that fails to decode is dropped under
 /// (with `engine.drop_malformed`). Counted, never alerted.
 pub const MALFORMED: RuleId = 9_100_090;
+/// `operator_block`: a source blocked by hand (`flowgate ctl block`); the
+/// alert's reason says who and why.
+pub const OPERATOR_BLOCK: RuleId = 9_100_099;
 /// `http_request_smuggling`: a request whose body length can be read two
 /// ways (CL+TE, conflicting or invalid Content-Length, an obfuscated
 /// Transfer-Encoding); the rest of its flow is dropped.
@@ -224,6 +227,15 @@ pub static BUILTIN: &[RuleMeta] = &[
         category: Cow::Borrowed("Generic Protocol Command Decode"),
         severity: 3,
         fires_when: Cow::Borrowed("a frame fails to decode (truncated or invalid headers) and {engine.drop_malformed}; counted by kind, never alerted"),
+    },
+    RuleMeta {
+        id: OPERATOR_BLOCK,
+        rev: 1,
+        name: Cow::Borrowed("operator_block"),
+        msg: Cow::Borrowed("FLOWGATE POLICY source blocked by an operator"),
+        category: Cow::Borrowed("Misc activity"),
+        severity: 3,
+        fires_when: Cow::Borrowed("an operator blocks a source through the control socket (`flowgate ctl block IP`); the source is blocked until the TTL given there, {block.ttl} by default"),
     },
     RuleMeta {
         id: SQLI_STRUCTURAL,

@@ -20,7 +20,8 @@ use std::time::Duration;
 /// The compiled program, built by build.rs with clang.
 pub static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flowgate_xdp.o"));
 
-const MAPS: [&str; 11] = [
+/// The maps pinned under the pin dir (beside one `link_IFACE` per port).
+pub const MAPS: [&str; 11] = [
     "blocklist_v4",
     "blocklist_v6",
     "allowlist_v4",
@@ -326,6 +327,18 @@ pub fn detach(pin_dir: &Path) -> Result<Vec<String>, XdpError> {
     Ok(detached)
 }
 
+/// Removes the pinned link of one port (a port that went away: its link
+/// is defunct). Removing the pin file drops the pin's reference; no bpf()
+/// call is needed, so this works after the capability drop too.
+pub fn unpin_port(pin_dir: &Path, iface: &str) -> Result<(), XdpError> {
+    let p = link_pin(pin_dir, iface);
+    match std::fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(XdpError::Setup(format!("{}: {e}", p.display()))),
+    }
+}
+
 fn pinned(pin_dir: &Path, name: &str) -> Result<MapData, XdpError> {
     let p = pin_dir.join(name);
     MapData::from_pin(&p).map_err(bpf(format!(
@@ -371,18 +384,39 @@ impl Blocklist {
         .map_err(bpf(format!("blocking {ip} (blocklist full?)")))
     }
 
+    /// Writes and deletes an entry no source can match (0.0.0.0, expired):
+    /// whether this process may still update the maps (after dropping
+    /// capabilities).
+    pub fn probe(&mut self) -> Result<(), XdpError> {
+        self.v4
+            .insert([0; 4], 0, 0)
+            .map_err(bpf("probing blocklist_v4 (insert)"))?;
+        self.v4
+            .remove(&[0; 4])
+            .map_err(bpf("probing blocklist_v4 (delete)"))
+    }
+
     /// Removes `ip` from the kernel blocklist; `Ok(false)` if it was not
-    /// there. An IPv6 address is looked up in the IPv6 map as given (unlike
-    /// [`block`](Self::block), which files IPv4-mapped ones under IPv4). A
-    /// shard's own block of the source is not touched.
+    /// there. An IPv4-mapped IPv6 address is looked up under IPv4, where
+    /// [`block`](Self::block) files it. A shard's own block of the source
+    /// is not touched (with `flowgate live` running, go through its control
+    /// socket: `flowgate ctl unblock`).
     pub fn unblock(&mut self, ip: IpAddr) -> Result<bool, XdpError> {
-        let r = match ip {
+        // Filed the way `block` files it (IPv4-mapped under IPv4).
+        let r = match canonical(ip) {
             IpAddr::V4(a) => self.v4.remove(&a.octets()),
             IpAddr::V6(a) => self.v6.remove(&a.octets()),
         };
         match r {
             Ok(()) => Ok(true),
             Err(aya::maps::MapError::KeyNotFound) => Ok(false),
+            // aya hands a delete of a missing key back as the syscall's
+            // ENOENT.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(bpf(format!("unblocking {ip}"))(e)),
         }
     }
@@ -416,20 +450,65 @@ impl Blocklist {
         n
     }
 
-    /// Every entry: address and expiry (CLOCK_MONOTONIC ns, as
-    /// [`monotonic_ns`]), expired ones included.
+    /// Unexpired entries: each source with its expiry (CLOCK_MONOTONIC
+    /// ns), sorted by address.
     pub fn entries(&self) -> Vec<(IpAddr, u64)> {
-        let v4 = self
+        let now = monotonic_ns();
+        let mut v: Vec<(IpAddr, u64)> = self
             .v4
             .iter()
             .filter_map(Result::ok)
-            .map(|(k, e)| (IpAddr::from(k), e));
-        let v6 = self
-            .v6
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, e)| (IpAddr::from(k), e));
-        v4.chain(v6).collect()
+            .map(|(k, e)| (IpAddr::from(k), e))
+            .chain(
+                self.v6
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|(k, e)| (IpAddr::from(k), e)),
+            )
+            .filter(|(_, e)| *e > now)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Removes every entry whose source is inside `net` (an IPv4 network
+    /// also covers the IPv4-mapped IPv6 sources, which [`block`](Self::block)
+    /// files under IPv4); returns how many.
+    pub fn remove_within(&mut self, net: &IpNet) -> usize {
+        let mut n = 0;
+        match net {
+            IpNet::V4(n4) => {
+                let keys: Vec<[u8; 4]> = self
+                    .v4
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| n4.contains(&std::net::Ipv4Addr::from(*k)))
+                    .collect();
+                for k in &keys {
+                    n += self.v4.remove(k).is_ok() as usize;
+                }
+            }
+            IpNet::V6(n6) => {
+                let keys: Vec<[u8; 16]> = self
+                    .v6
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| n6.contains(&std::net::Ipv6Addr::from(*k)))
+                    .collect();
+                for k in &keys {
+                    n += self.v6.remove(k).is_ok() as usize;
+                }
+                // ::ffff:a.b.c.d/N covers IPv4 sources filed under IPv4.
+                if let Some(v4) = n6.network().to_ipv4_mapped() {
+                    if n6.prefix_len() >= 96 {
+                        if let Ok(n4) = ipnet::Ipv4Net::new(v4, n6.prefix_len() - 96) {
+                            n += self.remove_within(&IpNet::V4(n4));
+                        }
+                    }
+                }
+            }
+        }
+        n
     }
 
     /// Entries and how many have not expired.
@@ -656,4 +735,122 @@ pub fn rx_queues(iface: &str) -> usize {
 /// bind AF_XDP sockets (`flowgate live`).
 pub fn check_privileges(pin_dir: &Path) -> Result<(), XdpError> {
     preflight(pin_dir, true)
+}
+
+/// Handle on the pinned allowlist LPM maps, to change them while the
+/// program runs (`flowgate ctl allow`, a reloaded `block.allowlist`).
+pub struct Allowlist {
+    v4: LpmTrie<MapData, [u8; 4], u8>,
+    v6: LpmTrie<MapData, [u8; 16], u8>,
+}
+
+impl Allowlist {
+    /// Opens the allowlist maps [`attach`] pinned under `pin_dir`.
+    pub fn open(pin_dir: &Path) -> Result<Allowlist, XdpError> {
+        Ok(Allowlist {
+            v4: LpmTrie::try_from(Map::LpmTrie(pinned(pin_dir, "allowlist_v4")?))
+                .map_err(bpf("allowlist_v4"))?,
+            v6: LpmTrie::try_from(Map::LpmTrie(pinned(pin_dir, "allowlist_v6")?))
+                .map_err(bpf("allowlist_v6"))?,
+        })
+    }
+
+    /// Makes the maps hold exactly `nets`: inserts what is missing, then
+    /// deletes what is no longer listed (so a network that stays listed is
+    /// never absent meanwhile).
+    pub fn set(&mut self, nets: &[IpNet]) -> Result<(), XdpError> {
+        use aya::maps::lpm_trie::Key;
+        let mut want4 = Vec::new();
+        let mut want6 = Vec::new();
+        for net in nets {
+            match net.trunc() {
+                IpNet::V4(n) => want4.push((n.prefix_len() as u32, n.network().octets())),
+                IpNet::V6(n) => want6.push((n.prefix_len() as u32, n.network().octets())),
+            }
+        }
+        for (len, addr) in &want4 {
+            self.v4
+                .insert(&Key::new(*len, *addr), 1, 0)
+                .map_err(bpf(format!(
+                    "allowlist_v4 insert {}/{len}",
+                    std::net::Ipv4Addr::from(*addr)
+                )))?;
+        }
+        for (len, addr) in &want6 {
+            self.v6
+                .insert(&Key::new(*len, *addr), 1, 0)
+                .map_err(bpf(format!(
+                    "allowlist_v6 insert {}/{len}",
+                    std::net::Ipv6Addr::from(*addr)
+                )))?;
+        }
+        let old4: Vec<Key<[u8; 4]>> = self.v4.keys().filter_map(Result::ok).collect();
+        for k in old4 {
+            if !want4.contains(&(k.prefix_len(), k.data())) {
+                self.v4.remove(&k).map_err(bpf("allowlist_v4 remove"))?;
+            }
+        }
+        let old6: Vec<Key<[u8; 16]>> = self.v6.keys().filter_map(Result::ok).collect();
+        for k in old6 {
+            if !want6.contains(&(k.prefix_len(), k.data())) {
+                self.v6.remove(&k).map_err(bpf("allowlist_v6 remove"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The networks in the maps, IPv4 first.
+    pub fn nets(&self) -> Vec<IpNet> {
+        let mut v: Vec<IpNet> = Vec::new();
+        for k in self.v4.keys().filter_map(Result::ok) {
+            if let Ok(n) = ipnet::Ipv4Net::new(k.data().into(), k.prefix_len() as u8) {
+                v.push(n.into());
+            }
+        }
+        for k in self.v6.keys().filter_map(Result::ok) {
+            if let Ok(n) = ipnet::Ipv6Net::new(k.data().into(), k.prefix_len() as u8) {
+                v.push(n.into());
+            }
+        }
+        v
+    }
+}
+
+/// Other processes holding the blocklist map pinned under `pin_dir` open
+/// (a running `flowgate live` does), by pid, from /proc/*/fdinfo. Empty
+/// if the map is not pinned there.
+pub fn map_owners(pin_dir: &Path) -> Vec<u32> {
+    let Ok(info) = aya::maps::MapInfo::from_pin(pin_dir.join("blocklist_v4")) else {
+        return Vec::new();
+    };
+    let want = format!("map_id:\t{}", info.id());
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            let is_map = std::fs::read_link(fd.path())
+                .map(|t| t.to_string_lossy().contains("bpf-map"))
+                .unwrap_or(false);
+            is_map
+                && std::fs::read_to_string(p.path().join("fdinfo").join(fd.file_name()))
+                    .map(|t| t.lines().any(|l| l == want))
+                    .unwrap_or(false)
+        });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids
 }

@@ -416,7 +416,7 @@ fn spoofed_syn_flood_alerts_the_victim_and_the_guard_lets_real_clients_in() {
         "live.log",
     );
     assert!(curl(&rig, BENIGN, "/index.html"), "benign before the flood");
-    let sent = 20_000u32;
+    let sent = 32_000u32;
     let flood = rig.spawn(
         rig::ATTACKER,
         &[
@@ -451,6 +451,11 @@ fn spoofed_syn_flood_alerts_the_victim_and_the_guard_lets_real_clients_in() {
         );
         took.push(t.elapsed());
     }
+    let st = rig.status();
+    assert_eq!(
+        st["syn_guard"][0]["victim"], VICTIM,
+        "xdp status lists the guarded victim: {st}"
+    );
     let flooding = rig.wait(flood, Duration::from_millis(10)).is_none();
     assert!(flooding, "the flood ended before the clients were done");
     let first_dropped = rig.counter("syn_guard_first_dropped");

@@ -59,6 +59,14 @@ fn xdp_wire_forwards_and_kernel_blocklist_drops() {
         .status
         .success());
     assert_eq!(rig.ping("198.18.1.1", 2), 2);
+    // Unblocking what is not blocked says so (not an error).
+    let o = rig.flowgate(&["xdp", "unblock", "198.18.1.1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("was not blocked"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 
     // A short TTL expires in the kernel by itself.
     assert!(rig

@@ -60,6 +60,11 @@ fn dashboard_exprs() -> Vec<String> {
     for p in d["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().into_iter().flatten() {
             if let Some(e) = t["expr"].as_str() {
+                // BGP is off on this rig (no gobgpd): its panels have no
+                // series here; tests/bgp.rs checks those metrics.
+                if e.contains("flowgate_bgp_") {
+                    continue;
+                }
                 out.push(e.replace("$__rate_interval", "1m"));
             }
         }
@@ -160,6 +165,15 @@ fn prometheus_scrapes_every_dashboard_query_and_counts_match_the_alert_log() {
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rep["packets"], 5871, "{rep}");
     assert_eq!(rig.ping("198.18.1.1", 2), 2);
+    // An operator request, for the operator-actions panel.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .arg("ctl")
+        .arg("--socket")
+        .arg(rig.ctl_socket())
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Until shards have published and Prometheus scraped the last counts.
     let log_alerts = || {

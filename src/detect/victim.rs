@@ -217,6 +217,11 @@ impl VictimMerger {
         }
     }
 
+    /// New thresholds (a reload), for the epochs decided from now on.
+    pub fn set_config(&mut self, cfg: VictimConfig) {
+        self.cfg = cfg;
+    }
+
     /// Shard `shard` has been handed every packet before `upto` and
     /// reports what it counted, per epoch. Returns the alerts of every epoch
     /// that all shards have now reported.

@@ -3,14 +3,18 @@
 //! Every frame is in exactly one place at any time:
 //!
 //! ```text
-//!   free ──fill──► fill ring ──RX──► batch being filled ──► stuck ──► shard
-//!    ▲  ▲             (kernel)          (one per shard)    (queue full)  │
-//!    │  │                                                        verdict │
-//!    │  └──────────────────────────── DROP ◄─────────────────────────────┤
-//!    │                                                                   ▼
+//!   free ──fill──► fill ring ──RX──► batch being filled ─────────────► shard
+//!    ▲  ▲             (kernel)          (one per shard)       │          │
+//!    │  │                                          queue full │  verdict │
+//!    │  └───────────────── DROP (or queue full, policy drop) ◄┴──────────┤
+//!    │                                                        │          ▼
 //!    └──completion── TX ring ◄──transmit── pending TX (other port) ◄── ALLOW
-//!                    (kernel)
+//!                    (kernel)                  ▲   (or queue full, bypass)
 //! ```
+//!
+//! A shard that cannot take a batch (its queue is full, or it already holds
+//! its share of the frames) never holds up RX: the batch is forwarded
+//! uninspected or dropped on the spot, per `live.queue_full`, and counted.
 //!
 //! The I/O thread (`io.rs`) moves descriptors on and off the rings and
 //! tells the [`Ledger`] at every hand-over; the ledger touches no ring and
@@ -19,6 +23,7 @@
 //! one place only; frames the kernel holds are counted per port and ring,
 //! since only the kernel knows which they are until it hands them back.
 
+use crate::config::QueueFullPolicy;
 use crate::packet::Ts;
 use std::time::{Duration, Instant};
 
@@ -63,6 +68,8 @@ pub struct Slot<D> {
 pub struct Batch<D> {
     /// The I/O thread it goes back to.
     pub io: usize,
+    /// The shard it is for.
+    shard: usize,
     /// Receive time of the round (wall clock ns), the packets' time.
     pub ts: Ts,
     /// Receive time of the round, for the verdict latency.
@@ -79,7 +86,7 @@ impl<D> Batch<D> {
 
 /// Why a shard queue did not take a batch; the batch comes back with it.
 pub enum Refused<D> {
-    /// The queue is full: try again later.
+    /// The queue is full: the queue-full policy applies.
     Full(Batch<D>),
     /// The shard is gone.
     Closed(Batch<D>),
@@ -94,9 +101,13 @@ pub struct ShardGone(pub usize);
 pub struct Dispatch {
     /// Batches the shards took.
     pub sent: usize,
-    /// Batches of this round a full shard queue refused (not counting
-    /// retries of batches already stuck).
+    /// Batches a shard could not take (queue full, or its frame share
+    /// used up); the queue-full policy applied to their frames.
     pub refused: usize,
+    /// Frames of refused batches forwarded uninspected (policy bypass).
+    pub bypassed: usize,
+    /// Frames of refused batches dropped (policy drop).
+    pub dropped: usize,
 }
 
 /// What the I/O thread does after a round, see [`Ledger::poll_stop`].
@@ -126,15 +137,18 @@ pub struct Ledger<D> {
     /// Batches (and their frames) a shard took and has not returned.
     in_flight: usize,
     in_flight_frames: usize,
+    /// Frames each shard holds (taken, not returned).
+    at_shard: Vec<usize>,
+    /// Most frames one shard may hold: half the UMEM shared by the shards,
+    /// so a starved shard cannot empty the fill rings of the others.
+    shard_share: usize,
+    /// What a batch a shard cannot take becomes.
+    policy: QueueFullPolicy,
     /// This round's batch per shard.
     filling: Vec<Option<Batch<D>>>,
-    /// Batches a full shard queue refused, oldest first; retried before any
-    /// new RX, in order per shard.
+    /// Batches of a shard whose queue is closed (it died): kept so every
+    /// frame stays accounted for while the I/O thread stops.
     stuck: Vec<(usize, Batch<D>)>,
-    /// Spare list `dispatch` swaps with `stuck` (no allocation per round).
-    retry: Vec<(usize, Batch<D>)>,
-    /// Per shard: refused during this `dispatch`.
-    refused: Vec<bool>,
     /// Returned batches, empty, for reuse.
     pool: Vec<Batch<D>>,
     /// Descriptors offered to a ring (the rings take `&[D]`).
@@ -147,22 +161,31 @@ pub struct Ledger<D> {
 
 impl<D: Copy> Ledger<D> {
     /// A ledger owning `descs`, all free, for I/O thread `io` feeding
-    /// `shards` shards with batches of about `batch_size` frames.
-    pub fn new(io: usize, shards: usize, batch_size: usize, descs: Vec<D>) -> Ledger<D> {
+    /// `shards` shards with batches of about `batch_size` frames; a batch
+    /// a shard cannot take is handled per `policy`.
+    pub fn new(
+        io: usize,
+        shards: usize,
+        batch_size: usize,
+        policy: QueueFullPolicy,
+        descs: Vec<D>,
+    ) -> Ledger<D> {
+        let total = descs.len();
         Ledger {
             io,
             batch_size,
-            total: descs.len(),
+            total,
             free: descs.into_iter().map(Frame).collect(),
             pending_tx: [Vec::new(), Vec::new()],
             on_fill: [0; PORTS],
             on_tx: [0; PORTS],
             in_flight: 0,
             in_flight_frames: 0,
+            at_shard: vec![0; shards],
+            shard_share: (total / 2 / shards.max(1)).max(1),
+            policy,
             filling: (0..shards).map(|_| None).collect(),
             stuck: Vec::new(),
-            retry: Vec::new(),
-            refused: vec![false; shards],
             pool: Vec::new(),
             scratch: Vec::new(),
             stop_seen: None,
@@ -191,16 +214,10 @@ impl<D: Copy> Ledger<D> {
         self.on_tx[port]
     }
 
-    /// A shard queue refused a batch: receive nothing until it is taken
-    /// (the kernel's RX ring absorbs the burst, then drops and counts).
-    pub fn rx_paused(&self) -> bool {
-        !self.stuck.is_empty()
-    }
-
-    /// Something will come back without new traffic: a verdict, a
-    /// completion, or room in a shard queue.
+    /// Something will come back without new traffic: a verdict or a
+    /// completion.
     pub fn waiting(&self) -> bool {
-        self.in_flight > 0 || !self.stuck.is_empty() || self.on_tx.iter().any(|&n| n > 0)
+        self.in_flight > 0 || self.on_tx.iter().any(|&n| n > 0)
     }
 
     /// Offers up to `room` free frames to `port`'s fill ring. `produce`
@@ -272,10 +289,12 @@ impl<D: Copy> Ledger<D> {
         let b = self.filling[shard].get_or_insert_with(|| {
             let mut b = self.pool.pop().unwrap_or_else(|| Batch {
                 io: self.io,
+                shard,
                 ts,
                 rx_at,
                 slots: Vec::with_capacity(self.batch_size),
             });
+            b.shard = shard;
             b.ts = ts;
             b.rx_at = rx_at;
             b
@@ -294,38 +313,43 @@ impl<D: Copy> Ledger<D> {
         self.pending_tx[1 - port].extend(descs.iter().map(|&d| Frame(d)));
     }
 
-    /// Hands batches to their shards through `send`: the stuck ones first,
-    /// then this round's, so each shard sees its batches in RX order. A
-    /// shard that refuses one gets no later one this call. Errs (keeping
-    /// every frame accounted for) when a shard is gone.
+    /// Hands this round's batches to their shards through `send`, in RX
+    /// order per shard (a shard gets one batch per round at most). A batch
+    /// a shard cannot take — `send` says its queue is full, or the shard
+    /// already holds its share of the frames — is never kept waiting: the
+    /// queue-full policy forwards its frames uninspected (to the other
+    /// port's TX) or frees them (dropped), and RX goes on. Bypassed frames
+    /// may leave before earlier frames of the same shard still being
+    /// inspected. Errs (keeping every frame accounted for) when a shard is
+    /// gone.
     pub fn dispatch(
         &mut self,
         mut send: impl FnMut(usize, Batch<D>) -> Result<(), Refused<D>>,
     ) -> Result<Dispatch, ShardGone> {
         let mut out = Dispatch::default();
         let mut gone = None;
-        self.refused.fill(false);
-        std::mem::swap(&mut self.stuck, &mut self.retry);
-        let filling = self.filling.iter_mut().enumerate();
-        let fresh = filling.filter_map(|(sh, b)| b.take().map(|b| (sh, b, true)));
-        let queued = self.retry.drain(..).map(|(sh, b)| (sh, b, false));
-        for (sh, b, new) in queued.chain(fresh) {
-            if gone.is_some() || self.refused[sh] {
+        for sh in 0..self.filling.len() {
+            let Some(b) = self.filling[sh].take() else {
+                continue;
+            };
+            if gone.is_some() {
                 self.stuck.push((sh, b));
                 continue;
             }
             let frames = b.slots.len();
+            if self.at_shard[sh] + frames > self.shard_share && self.at_shard[sh] > 0 {
+                // As good as a full queue: the shard is not keeping up.
+                self.overflow(b, &mut out);
+                continue;
+            }
             match send(sh, b) {
                 Ok(()) => {
                     self.in_flight += 1;
                     self.in_flight_frames += frames;
+                    self.at_shard[sh] += frames;
                     out.sent += 1;
                 }
-                Err(Refused::Full(b)) => {
-                    self.refused[sh] = true;
-                    out.refused += usize::from(new);
-                    self.stuck.push((sh, b));
-                }
+                Err(Refused::Full(b)) => self.overflow(b, &mut out),
                 Err(Refused::Closed(b)) => {
                     gone = Some(sh);
                     self.stuck.push((sh, b));
@@ -338,11 +362,31 @@ impl<D: Copy> Ledger<D> {
         }
     }
 
+    /// Applies the queue-full policy to a batch no shard will see.
+    fn overflow(&mut self, mut batch: Batch<D>, out: &mut Dispatch) {
+        out.refused += 1;
+        let n = batch.slots.len();
+        for s in batch.slots.drain(..) {
+            match self.policy {
+                QueueFullPolicy::Bypass => self.pending_tx[1 - usize::from(s.port)].push(s.frame),
+                QueueFullPolicy::Drop => self.free.push(s.frame),
+            }
+        }
+        match self.policy {
+            QueueFullPolicy::Bypass => out.bypassed += n,
+            QueueFullPolicy::Drop => out.dropped += n,
+        }
+        self.pool.push(batch);
+    }
+
     /// A shard returned `batch` with its verdicts: allowed frames wait for
     /// the other port's TX ring, dropped ones are free again.
     pub fn verdict(&mut self, mut batch: Batch<D>) {
         self.anomalies += take_back(&mut self.in_flight, 1);
         self.anomalies += take_back(&mut self.in_flight_frames, batch.slots.len());
+        if let Some(held) = self.at_shard.get_mut(batch.shard) {
+            self.anomalies += take_back(held, batch.slots.len());
+        }
         for s in batch.slots.drain(..) {
             if s.allow {
                 self.pending_tx[1 - usize::from(s.port)].push(s.frame);
@@ -397,6 +441,14 @@ impl<D: Copy> Ledger<D> {
         let stuck: usize = self.stuck.iter().map(|(_, b)| b.slots.len()).sum();
         let pending: usize = self.pending_tx.iter().map(Vec::len).sum();
         let kernel: usize = self.on_fill.iter().chain(&self.on_tx).sum();
+        let per_shard: usize = self.at_shard.iter().sum();
+        if per_shard != self.in_flight_frames {
+            return Err(LedgerError::Unbalanced {
+                held: per_shard,
+                total: self.in_flight_frames,
+                detail: format!("frames held per shard {:?}", self.at_shard),
+            });
+        }
         let held = self.free.len() + waiting + stuck + self.in_flight_frames + pending + kernel;
         if held != self.total {
             return Err(LedgerError::Unbalanced {
@@ -467,7 +519,11 @@ mod tests {
     struct Addr(u64);
 
     fn ledger(frames: u64, shards: usize) -> Ledger<Addr> {
-        Ledger::new(0, shards, 4, (0..frames).map(Addr).collect())
+        policy_ledger(frames, shards, QueueFullPolicy::Bypass)
+    }
+
+    fn policy_ledger(frames: u64, shards: usize, policy: QueueFullPolicy) -> Ledger<Addr> {
+        Ledger::new(0, shards, 4, policy, (0..frames).map(Addr).collect())
     }
 
     /// Descriptors a ring took, from an offer it takes whole.
@@ -614,54 +670,90 @@ mod tests {
         l.check().unwrap();
     }
 
-    #[test]
-    fn a_full_shard_queue_keeps_batches_stuck_in_order_and_pauses_rx() {
-        let mut l = ledger(16, 2);
+    /// Shard 0's queue is full, shard 1 takes its batches: returns the
+    /// ledger after two rounds, with what shard 1 got.
+    fn starve_shard_0(policy: QueueFullPolicy) -> (Ledger<Addr>, Vec<(usize, Batch<Addr>)>) {
+        let mut l = policy_ledger(16, 2, policy);
         let t = Instant::now();
-        l.fill(0, 16, |d| d.len());
-        // Round 1: shard 0 is full, shard 1 takes its batch.
-        l.rx(0, Addr(1), 0, 1, t);
-        l.rx(0, Addr(2), 1, 1, t);
+        l.fill(0, 8, |d| d.len());
+        l.fill(1, 8, |d| d.len());
         let mut sent = Vec::new();
-        let d = l.dispatch(|sh, b| {
+        let full0 = |sent: &mut Vec<(usize, Batch<Addr>)>, sh, b| {
             if sh == 0 {
                 return Err(Refused::Full(b));
             }
             sent.push((sh, b));
             Ok(())
-        });
-        assert_eq!(d.map(|d| (d.sent, d.refused)), Ok((1, 1)));
-        assert!(l.rx_paused() && l.waiting());
+        };
+        // Round 1: two frames for shard 0 (one per port), one for shard 1.
+        l.rx(0, Addr(15), 0, 1, t);
+        l.rx(1, Addr(7), 0, 1, t);
+        l.rx(0, Addr(14), 1, 1, t);
+        let d = l.dispatch(|sh, b| full0(&mut sent, sh, b)).unwrap();
+        assert_eq!((d.sent, d.refused, d.bypassed + d.dropped), (1, 1, 2));
         l.check().unwrap();
-        // The driver would not receive now; if frames do come they queue
-        // behind the stuck batch of their shard.
+        // Round 2: RX goes on; shard 0 still full.
+        l.rx(0, Addr(13), 0, 2, t);
+        l.rx(0, Addr(12), 1, 2, t);
+        let d = l.dispatch(|sh, b| full0(&mut sent, sh, b)).unwrap();
+        assert_eq!((d.sent, d.refused, d.bypassed + d.dropped), (1, 1, 1));
+        l.check().unwrap();
+        // Shard 1 got its batches in RX order.
+        let got: Vec<_> = sent.iter().map(|(sh, b)| (*sh, addrs(b))).collect();
+        assert_eq!(got, [(1, vec![14]), (1, vec![12])]);
+        assert_eq!(l.stuck.len(), 0);
+        (l, sent)
+    }
+
+    #[test]
+    fn a_full_shard_queue_bypasses_without_pausing_rx() {
+        let (l, _) = starve_shard_0(QueueFullPolicy::Bypass);
+        // Uninspected, out by the other port, in RX order per port.
+        let to = |p: usize| -> Vec<u64> { l.pending_tx[p].iter().map(|f| f.0 .0).collect() };
+        assert_eq!((to(0), to(1)), (vec![7], vec![15, 13]));
+        assert_eq!(l.free(), 0);
+    }
+
+    #[test]
+    fn a_full_shard_queue_drops_without_pausing_rx() {
+        let (l, _) = starve_shard_0(QueueFullPolicy::Drop);
+        assert_eq!(l.pending_tx(0) + l.pending_tx(1), 0);
+        let mut free: Vec<u64> = l.free.iter().map(|f| f.0 .0).collect();
+        free.sort();
+        assert_eq!(free, [7, 13, 15]);
+    }
+
+    #[test]
+    fn a_shard_holding_its_share_of_frames_is_treated_as_full() {
+        // 16 frames, 2 shards: each may hold 4.
+        let mut l = policy_ledger(16, 2, QueueFullPolicy::Drop);
+        let t = Instant::now();
+        l.fill(0, 16, |d| d.len());
+        let mut sent = Vec::new();
+        for a in 0..3 {
+            l.rx(0, Addr(a), 0, 1, t);
+        }
+        assert_eq!(l.dispatch(accept(&mut sent)).unwrap().sent, 1);
+        // One more fits; two more would pass the share: not offered.
         l.rx(0, Addr(3), 0, 2, t);
-        l.rx(0, Addr(4), 1, 2, t);
-        let mut offers = Vec::new();
-        let d = l.dispatch(|sh, b| {
-            offers.push((sh, addrs(&b)));
-            match sh {
-                0 => Err(Refused::Full(b)),
-                _ => {
-                    sent.push((sh, b));
-                    Ok(())
-                }
-            }
-        });
-        // Shard 0 refused its oldest batch, so its newer one is not offered.
-        assert_eq!(offers, [(0, vec![1]), (1, vec![4])]);
-        assert_eq!(d.map(|d| (d.sent, d.refused)), Ok((1, 0)));
-        assert_eq!(l.stuck.len(), 2);
+        assert_eq!(l.dispatch(accept(&mut sent)).unwrap().sent, 1);
+        l.rx(0, Addr(4), 0, 3, t);
+        l.rx(0, Addr(5), 0, 3, t);
+        let d = l.dispatch(|_, _| panic!("over its share")).unwrap();
+        assert_eq!((d.refused, d.dropped), (1, 2));
         l.check().unwrap();
-        // Room again: both go, oldest first, and RX resumes.
-        let d = l.dispatch(accept(&mut sent)).unwrap();
-        assert_eq!((d.sent, d.refused), (2, 0));
-        let order: Vec<_> = sent.iter().map(|(sh, b)| (*sh, addrs(b))).collect();
-        assert_eq!(
-            order,
-            [(1, vec![2]), (1, vec![4]), (0, vec![1]), (0, vec![3])]
-        );
-        assert!(!l.rx_paused());
+        // Back under its share once a batch returns.
+        let (_, b) = sent.remove(0);
+        l.verdict(b);
+        l.rx(0, Addr(6), 0, 4, t);
+        assert_eq!(l.dispatch(accept(&mut sent)).unwrap().sent, 1);
+        // A batch larger than the share goes to an empty shard.
+        let mut l = policy_ledger(16, 2, QueueFullPolicy::Drop);
+        l.fill(0, 16, |d| d.len());
+        for a in 0..6 {
+            l.rx(0, Addr(a), 1, 1, t);
+        }
+        assert_eq!(l.dispatch(accept(&mut sent)).unwrap().sent, 1);
         l.check().unwrap();
     }
 
@@ -761,8 +853,8 @@ mod tests {
         assert_eq!(l.poll_stop(true, 0, t), Step::Run);
         assert_eq!(l.poll_stop(true, 0, t + Duration::from_secs(5)), Step::Run);
         let end = t + Duration::from_millis(5001);
-        assert_eq!(l.poll_stop(true, 0, end), Step::Stop { unreturned: 2 });
-        // The frames are still accounted for: at the shard, or stuck.
+        assert_eq!(l.poll_stop(true, 0, end), Step::Stop { unreturned: 1 });
+        // The frames are still accounted for: at the shard, or bypassed.
         l.check().unwrap();
     }
 
@@ -781,6 +873,12 @@ mod tests {
         last_ts: Vec<Ts>,
         round: Ts,
         t0: Instant,
+        policy: QueueFullPolicy,
+        /// Frames the ledger said it bypassed / dropped, and the frames of
+        /// the batches refused, as seen from the model shards' side.
+        bypassed: usize,
+        dropped: usize,
+        refused_frames: usize,
     }
 
     const RING: usize = 8;
@@ -848,10 +946,14 @@ mod tests {
     }
 
     impl Rig {
-        fn new(frames: u64, inspect: bool) -> Rig {
+        fn new(frames: u64, inspect: bool, policy: QueueFullPolicy) -> Rig {
             let shards = if inspect { SHARDS } else { 0 };
             Rig {
-                ledger: Ledger::new(0, shards, 4, (0..frames).map(Addr).collect()),
+                ledger: Ledger::new(0, shards, 4, policy, (0..frames).map(Addr).collect()),
+                policy,
+                bypassed: 0,
+                dropped: 0,
+                refused_frames: 0,
                 frames,
                 inspect,
                 fill: Default::default(),
@@ -932,12 +1034,23 @@ mod tests {
         fn dispatch(&mut self, mut refuse: u16) -> Result<(), TestCaseError> {
             let (shards, last_ts) = (&mut self.shards, &mut self.last_ts);
             let mut order = Ok(());
+            let offered: usize = self
+                .ledger
+                .filling
+                .iter()
+                .flatten()
+                .map(|b| b.slots.len())
+                .sum();
+            let mut taken = 0;
+            let free_before = self.ledger.free();
+            let pending_before = self.ledger.pending_tx(0) + self.ledger.pending_tx(1);
             let d = self.ledger.dispatch(|sh, b| {
                 let full = refuse & 1 == 1;
                 refuse = refuse.rotate_right(1);
                 if full {
                     return Err(Refused::Full(b));
                 }
+                taken += b.slots.len();
                 // Each shard gets its batches in RX order.
                 if b.ts <= last_ts[sh] {
                     order = Err(TestCaseError::fail(format!(
@@ -949,7 +1062,29 @@ mod tests {
                 shards[sh].push_back(b);
                 Ok(())
             });
-            prop_assert!(d.is_ok());
+            let Ok(d) = d else {
+                return Err(TestCaseError::fail("no shard is gone"));
+            };
+            // Every frame offered went to a shard or through the policy,
+            // and the policy's frames went where it says.
+            prop_assert_eq!(offered, taken + d.bypassed + d.dropped);
+            let pending_after = self.ledger.pending_tx(0) + self.ledger.pending_tx(1);
+            match self.policy {
+                QueueFullPolicy::Bypass => {
+                    prop_assert_eq!(d.dropped, 0);
+                    prop_assert_eq!(pending_after, pending_before + d.bypassed);
+                }
+                QueueFullPolicy::Drop => {
+                    prop_assert_eq!(d.bypassed, 0);
+                    prop_assert_eq!(self.ledger.free(), free_before + d.dropped);
+                }
+            }
+            // No frame waits on a shard: RX never pauses.
+            prop_assert!(self.ledger.filling.iter().all(Option::is_none));
+            prop_assert!(self.ledger.stuck.is_empty());
+            self.bypassed += d.bypassed;
+            self.dropped += d.dropped;
+            self.refused_frames += offered - taken;
             order
         }
 
@@ -1070,15 +1205,18 @@ mod tests {
         fn no_frame_is_lost_or_doubled(
             frames in 1..40u64,
             inspect in prop::bool::weighted(0.8),
+            drop in any::<bool>(),
             ops in prop::collection::vec(op(), 0..300),
         ) {
-            let mut rig = Rig::new(frames, inspect);
+            let policy = if drop { QueueFullPolicy::Drop } else { QueueFullPolicy::Bypass };
+            let mut rig = Rig::new(frames, inspect, policy);
             rig.check()?;
             for op in &ops {
                 rig.apply(op)?;
                 rig.check()?;
             }
             rig.stop()?;
+            prop_assert_eq!(rig.bypassed + rig.dropped, rig.refused_frames);
         }
     }
 }

@@ -47,6 +47,12 @@ impl Guards {
         }
     }
 
+    /// A reload's `[detect.victim]`; `guard_table` (the kernel map's size)
+    /// stays as started.
+    pub fn set_config(&mut self, cfg: VictimConfig) {
+        self.cfg = cfg;
+    }
+
     /// The engine reported a SYN or half-open flood against `victim`.
     pub fn start(&mut self, victim: IpAddr) {
         if let Err(e) = self

@@ -10,9 +10,9 @@
 //! ```
 //!
 //! Every ring is touched by this thread only. It never blocks on a worker:
-//! a full shard queue leaves the batch pending and RX pauses (the kernel's
-//! RX ring absorbs the burst, then drops and counts), while verdicts keep
-//! being drained.
+//! a batch a starved shard cannot take is forwarded uninspected or dropped
+//! on the spot (`live.queue_full`, counted per policy) and RX goes on,
+//! while verdicts keep being drained.
 //!
 //! This file does the ring calls; which frame is where, and when to stop,
 //! is kept by the ledger (`frames.rs`), which the tests drive without a NIC.
@@ -38,6 +38,9 @@ pub struct Port {
     pub cq: CompQueue,
     counts: PortCounts,
     publisher: PortPublisher,
+    /// TX wakeups the kernel refused (logged once: a port that went away
+    /// fails every one until the control thread stops the run).
+    wakeup_errors: u64,
 }
 
 impl Port {
@@ -57,6 +60,7 @@ impl Port {
             cq,
             counts: PortCounts::default(),
             publisher: PortPublisher::new(name, queue),
+            wakeup_errors: 0,
         }
     }
 }
@@ -76,8 +80,13 @@ pub struct IoThread {
     pub shared: Arc<super::Shared>,
     /// `false`: forward everything without a shard (benchmark baseline).
     pub inspect: bool,
-    /// Times a shard queue refused a batch (published as a delta).
+    /// Batches a starved shard could not take (published as a delta).
     pub queue_full: u64,
+    /// Their frames, forwarded uninspected or dropped per the policy.
+    pub overflow_frames: u64,
+    /// `live.queue_full` in force (the ledger applies it; this labels the
+    /// counter).
+    pub policy: crate::config::QueueFullPolicy,
     /// The deployment's keyed shard hash (the same one offline analysis
     /// needs to reproduce this box).
     pub sharder: Sharder,
@@ -103,12 +112,17 @@ fn send(to: &Sender<ToShard>, b: Batch) -> Result<(), Refused<FrameDesc>> {
 
 impl IoThread {
     pub fn run(mut self) {
+        for p in &self.ports {
+            p.publisher.start();
+        }
         let shared = self.shared.clone();
         let umem = &shared.umems[self.id];
         let shards = self.to_shard.len();
         let latency = crate::metrics::verdict_latency(self.queue);
         let queue_full = crate::metrics::queue_full(self.queue);
+        let overflow = crate::metrics::queue_full_packets(self.queue, self.policy.as_str());
         let mut queue_full_published = 0u64;
+        let mut overflow_published = 0u64;
         let mut scratch = vec![FrameDesc::default(); self.batch_size.max(64)];
         let mut spread = 0usize;
         let mut last_publish = Instant::now();
@@ -157,7 +171,14 @@ impl IoThread {
                 }
                 if self.ledger.on_tx(port) > 0 && p.tx.needs_wakeup() {
                     if let Err(e) = p.tx.wakeup() {
-                        tracing::warn!("TX wakeup on {} queue {}: {e}", p.name, self.queue);
+                        if p.wakeup_errors == 0 {
+                            tracing::warn!(
+                                "TX wakeup on {} queue {}: {e} (further failures counted, not logged)",
+                                p.name,
+                                self.queue
+                            );
+                        }
+                        p.wakeup_errors += 1;
                     }
                 }
             }
@@ -176,20 +197,11 @@ impl IoThread {
                 });
             }
 
-            // 5. Hand batches a full queue refused to their shards, in
-            // order per shard.
-            if self.ledger.rx_paused() {
-                match self.ledger.dispatch(|sh, b| send(&self.to_shard[sh], b)) {
-                    Ok(d) => work |= d.sent > 0,
-                    Err(_) => return,
-                }
-            }
-
-            // 6. Receive, unless shards are behind. Stopping: the sockets
-            // are out of the XSKMAP already, so this drains what the kernel
-            // put on the rings before that.
+            // 5. Receive, whatever the shards are doing. Stopping: the
+            // sockets are out of the XSKMAP already, so this drains what
+            // the kernel put on the rings before that.
             let mut got = 0usize;
-            if !self.ledger.rx_paused() {
+            {
                 let now_ts = super::wall_ns();
                 let rx_at = Instant::now();
                 for port in 0..2 {
@@ -231,9 +243,17 @@ impl IoThread {
                     }
                 }
                 // Send whatever this round gathered: holding frames back to
-                // fill a batch would add latency.
+                // fill a batch would add latency. What a starved shard
+                // cannot take is bypassed or dropped here, never waited on.
                 match self.ledger.dispatch(|sh, b| send(&self.to_shard[sh], b)) {
-                    Ok(d) => self.queue_full += d.refused as u64,
+                    Ok(d) => {
+                        self.queue_full += d.refused as u64;
+                        let n = (d.bypassed + d.dropped) as u64;
+                        self.overflow_frames += n;
+                        if n > 0 {
+                            shared.add_overflow(self.policy, n);
+                        }
+                    }
                     Err(_) => return,
                 }
             }
@@ -243,6 +263,8 @@ impl IoThread {
                 self.publish();
                 queue_full.increment(self.queue_full - queue_full_published);
                 queue_full_published = self.queue_full;
+                overflow.increment(self.overflow_frames - overflow_published);
+                overflow_published = self.overflow_frames;
                 self.audit(&mut reported_imbalance);
             }
 

@@ -15,9 +15,11 @@
 //! decisions out. This file sets it up, handles signals
 //! (SIGHUP reload, SIGINT/SIGTERM stop) and tears it down.
 
+mod control;
 mod frames;
 mod guard;
 mod io;
+mod privs;
 mod sink;
 mod worker;
 
@@ -47,6 +49,21 @@ pub(crate) struct Shared {
     pub totals: Mutex<Stats>,
     /// Configuration generation: 0 at start, +1 per successful reload.
     pub generation: std::sync::atomic::AtomicU64,
+    /// Packets of batches a starved shard could not take: forwarded
+    /// uninspected, and dropped (`live.queue_full`), over all I/O threads.
+    pub bypassed: std::sync::atomic::AtomicU64,
+    pub overflow_dropped: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Counts `n` packets the queue-full policy handled.
+    pub fn add_overflow(&self, policy: crate::config::QueueFullPolicy, n: u64) {
+        let c = match policy {
+            crate::config::QueueFullPolicy::Bypass => &self.bypassed,
+            crate::config::QueueFullPolicy::Drop => &self.overflow_dropped,
+        };
+        c.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Live packet time: the wall clock at RX, in ns since the epoch (the
@@ -68,6 +85,12 @@ pub struct LiveReport {
     pub sink: SinkReport,
     /// Successful reloads (SIGHUP).
     pub reloads: u64,
+    /// Packets a starved shard could not take, forwarded uninspected
+    /// (`live.queue_full = "bypass"`).
+    pub bypassed: u64,
+    /// Packets a starved shard could not take, dropped
+    /// (`live.queue_full = "drop"`).
+    pub overflow_dropped: u64,
     /// Wall-clock seconds from start to stop.
     pub seconds: f64,
 }
@@ -78,14 +101,18 @@ impl LiveReport {
         let s = &self.stats;
         format!(
             "flowgate live stopped after {:.1}s: {} packets ({} allowed, {} dropped in userspace), \
-             {} alerts, {} kernel blocklist inserts, {} reloads\n",
+             {} alerts ({} alert-log lines lost), {} kernel blocklist inserts, {} reloads; \
+             shards starved: {} packets bypassed uninspected, {} dropped\n",
             self.seconds,
             s.packets,
             s.allowed,
             s.dropped,
             self.sink.alerts,
+            self.sink.alert_faults.lines_lost,
             self.sink.kernel_blocks,
-            self.reloads
+            self.reloads,
+            self.bypassed,
+            self.overflow_dropped
         )
     }
 }
@@ -146,6 +173,18 @@ pub enum LiveError {
     /// A packet-path thread died or panicked; the log says more.
     #[error("{0}")]
     ThreadDied(&'static str),
+    /// A port went away while running (`ip link del`, a driver unbind):
+    /// the inline pair is broken, so the run stops.
+    #[error(
+        "interface {iface} was removed while running (ifindex {ifindex} is gone): stopped; \
+         its pinned link was removed, the other port keeps the program"
+    )]
+    InterfaceGone {
+        /// The interface name.
+        iface: String,
+        /// Its index at start.
+        ifindex: u32,
+    },
 }
 
 fn os(what: &'static str) -> impl FnOnce(std::io::Error) -> LiveError {
@@ -206,7 +245,13 @@ fn preflight(cfg: &Config) -> Result<usize, LiveError> {
 fn open_queue(cfg: &Config, q: u32) -> Result<(Umem, [Port; 2], Ledger<FrameDesc>), LiveError> {
     let l = &cfg.live;
     let (umem, descs) = crate::xsk::umem(l.frames_per_queue, l.ring_size)?;
-    let mut ledger = Ledger::new(q as usize, cfg.shards(), cfg.engine.batch_size, descs);
+    let mut ledger = Ledger::new(
+        q as usize,
+        cfg.shards(),
+        cfg.engine.batch_size,
+        l.queue_full_policy(),
+        descs,
+    );
     let mut ports = Vec::with_capacity(2);
     for (port, iface) in [&l.ingress, &l.egress].into_iter().enumerate() {
         let mut r = crate::xsk::bind(&umem, iface, q, l.ring_size)?;
@@ -271,6 +316,16 @@ fn pin_to(core: Option<core_affinity::CoreId>) {
 /// Runs until SIGINT/SIGTERM. Config comes from `opts.sources`.
 pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> {
     let queues = preflight(&cfg)?;
+    // Operator changes kept from the last run: the allowlist in force is
+    // the configured one with them applied (manual blocks come back once
+    // the shards run).
+    let state = if cfg.control.state_file.as_os_str().is_empty() {
+        crate::control::State::default()
+    } else {
+        crate::control::State::load(&cfg.control.state_file).map_err(LiveError::Setup)?
+    };
+    let file_allowlist = cfg.block.allowlist.clone();
+    cfg.block.allowlist = state.effective_allowlist(&file_allowlist);
     if cfg.engine.hash_key.is_none() {
         let key = load_or_create_key(&cfg.live.hash_key_file)?;
         cfg.engine.hash_key = Some(key.to_hex());
@@ -287,8 +342,10 @@ pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> 
         .map_err(os("signal handlers"))?;
 
     if cfg.metrics.enabled {
-        crate::metrics::install(cfg.metrics.listen, cfg.metrics.interval)?;
-        tracing::info!("metrics on http://{}/metrics", cfg.metrics.listen);
+        // The listener starts after the capability drop (its thread must
+        // not keep them); a taken address still fails before attaching.
+        std::net::TcpListener::bind(cfg.metrics.listen)
+            .map_err(|e| crate::metrics::MetricsError::bind(cfg.metrics.listen, e.to_string()))?;
     }
 
     xdp::attach(&xdp::AttachOptions {
@@ -303,7 +360,23 @@ pub fn run(mut cfg: Config, opts: LiveOptions) -> Result<LiveReport, LiveError> 
         allowlist: &cfg.block.allowlist,
         syn_seen_capacity: cfg.detect.victim.guard_table,
     })?;
-    let result = run_attached(cfg, opts, rules, queues, &mut signals, started);
+    let result = run_attached(
+        cfg,
+        opts,
+        rules,
+        queues,
+        &mut signals,
+        started,
+        (state, file_allowlist),
+    );
+    if let Err(LiveError::InterfaceGone { iface, .. }) = &result {
+        // Its link is defunct: drop the pin so status and the next attach
+        // see only what is really attached.
+        match xdp::unpin_port(&l.pin_dir, iface) {
+            Ok(()) => tracing::info!("removed the pinned link of {iface}"),
+            Err(e) => tracing::error!("removing the pinned link of {iface}: {e}"),
+        }
+    }
     if l.detach_on_exit {
         match xdp::detach(&l.pin_dir) {
             Ok(d) => tracing::info!("XDP detached from {}", d.join(", ")),
@@ -329,6 +402,7 @@ fn run_attached(
     queues: usize,
     signals: &mut signal_hook::iterator::Signals,
     started: Instant,
+    (state, file_allowlist): (crate::control::State, Vec<ipnet::IpNet>),
 ) -> Result<LiveReport, LiveError> {
     let l = cfg.live.clone();
     let shards = cfg.shards();
@@ -352,25 +426,66 @@ fn run_attached(
         umems,
         totals: Mutex::new(Stats::default()),
         generation: Default::default(),
+        bypassed: Default::default(),
+        overflow_dropped: Default::default(),
     });
 
     let mut recorder = Recorder::new(Some(&cfg.output.alerts), None)?;
+    let mut blocklist = xdp::Blocklist::open(&l.pin_dir)?;
+    let ports = [&l.ingress, &l.egress].map(|i| {
+        let idx = nix::net::if_::if_nametoindex(i.as_str()).unwrap_or(0);
+        (i.clone(), idx)
+    });
+
+    // Let the program redirect to the sockets now: frames wait on the RX
+    // rings until the I/O threads start a moment later. Done before the
+    // capability drop and before any thread exists.
+    for &(port, q, fd) in &fds {
+        reg.insert(port, q, fd)?;
+    }
+    let allowlist = xdp::Allowlist::open(&l.pin_dir)?;
+    // Opened before the capability drop, like the blocklist.
+    let guards = if cfg.engine.mode == crate::config::Mode::Prevent && cfg.detect.victim.syn_guard {
+        Some(guard::Guards::new(
+            xdp::SynGuard::open(&l.pin_dir)?,
+            cfg.detect.victim.clone(),
+        ))
+    } else {
+        None
+    };
+    // The bgp thread's own handle (learned blocks, restart re-sync).
+    let bgp_blocklist = if cfg.bgp.enabled {
+        Some(xdp::Blocklist::open(&l.pin_dir)?)
+    } else {
+        None
+    };
+    if l.drop_capabilities {
+        drop_capabilities(&mut blocklist, &l.pin_dir);
+    } else {
+        tracing::warn!("live.drop_capabilities = false: keeping every capability");
+    }
+    if cfg.metrics.enabled {
+        crate::metrics::install(cfg.metrics.listen, cfg.metrics.interval)?;
+        tracing::info!("metrics on http://{}/metrics", cfg.metrics.listen);
+    }
     if let Some(db) = &cfg.output.sqlite {
         recorder.audit = Some(crate::audit::AuditSink::start(db)?);
     }
     let (sink_tx, sink_rx) = bounded::<ToSink>(1024);
-    let (bgp_tx, bgp_thread) = if cfg.bgp.enabled {
-        let (tx, rx) = bounded::<crate::bgp::BgpEvent>(16_384);
-        let bl = xdp::Blocklist::open(&l.pin_dir)?;
-        let t = crate::bgp::worker::spawn(cfg.bgp.clone(), &cfg.block.allowlist, Some(bl), rx)
-            .map_err(os("bgp thread"))?;
-        (Some(tx), Some(t))
-    } else {
-        (None, None)
+    let (bgp_tx, bgp_thread) = match bgp_blocklist {
+        Some(bl) => {
+            let (tx, rx) = bounded::<crate::bgp::BgpEvent>(16_384);
+            let t = crate::bgp::worker::spawn(cfg.bgp.clone(), &cfg.block.allowlist, Some(bl), rx)
+                .map_err(os("bgp thread"))?;
+            (Some(tx), Some(t))
+        }
+        None => (None, None),
     };
     let sink = Sink {
         recorder,
-        blocklist: Some(xdp::Blocklist::open(&l.pin_dir)?),
+        blocklist: Some(blocklist),
+        allowlist: Some(allowlist),
+        cleared: Default::default(),
         pin_dir: l.pin_dir.clone(),
         rx: sink_rx,
         publish_every,
@@ -381,14 +496,7 @@ fn run_attached(
             shards,
             rules.clone(),
         ),
-        guards: if cfg.engine.mode == crate::config::Mode::Prevent && cfg.detect.victim.syn_guard {
-            Some(guard::Guards::new(
-                xdp::SynGuard::open(&l.pin_dir)?,
-                cfg.detect.victim.clone(),
-            ))
-        } else {
-            None
-        },
+        guards,
         bgp: bgp_tx,
     };
     let sink_thread = std::thread::Builder::new()
@@ -429,8 +537,8 @@ fn run_attached(
     let mut back_tx = Vec::new();
     let mut back_rx = Vec::new();
     for _ in 0..queues {
-        // Never full: at most one batch per shard per RX round is out, and
-        // the I/O thread stops receiving while any is refused.
+        // Never full: a shard holds at most its queue's batches plus the
+        // one it works on, and the I/O thread drains this every round.
         let (tx, rx) =
             bounded::<worker::Batch>(shards * (cfg.engine.queue_batches * queues.max(1) + 2));
         back_tx.push(tx);
@@ -480,6 +588,8 @@ fn run_attached(
             shared: shared.clone(),
             inspect: l.inspect,
             queue_full: 0,
+            overflow_frames: 0,
+            policy: l.queue_full_policy(),
             sharder: cfg.sharder(),
         };
         let c = core(id);
@@ -505,10 +615,6 @@ fn run_attached(
         cfg.engine.mode
     );
     crate::metrics::started();
-    // Everything that serves the sockets runs: let the program redirect.
-    for &(port, q, fd) in &fds {
-        reg.insert(port, q, fd)?;
-    }
 
     // A second SIGINT/SIGTERM during the drain exits at once (status 1).
     let hurry = Arc::new(AtomicBool::new(false));
@@ -517,13 +623,47 @@ fn run_attached(
             .map_err(os("signal handlers"))?;
     }
 
-    // Control loop: the only place config changes. Also watches the
-    // threads: one that ends on its own (a panic) stops the whole process
-    // rather than leaving a port half served.
-    let mut current = cfg.clone();
-    let mut generation = 0u64;
+    // Control loop: the only place config changes (SIGHUP and the control
+    // socket). Also watches the threads: one that ends on its own (a
+    // panic) stops the whole process rather than leaving a port half
+    // served.
+    let mut ctl = control::Controller {
+        to_shard: to_shard.clone(),
+        sink: sink_tx.clone(),
+        sharder: cfg.sharder(),
+        current: cfg.clone(),
+        file_allowlist,
+        state,
+        sources: opts.sources.clone(),
+        generation: 0,
+        shared: shared.clone(),
+        started,
+    };
+    ctl.restore();
+    let (ctl_tx, ctl_rx) = bounded::<control::CtlMsg>(64);
+    let server = if cfg.control.enabled {
+        let s = control::serve(&cfg.control.socket, ctl_tx).map_err(LiveError::Setup)?;
+        tracing::info!("control socket {}", cfg.control.socket.display());
+        Some(s)
+    } else {
+        drop(ctl_tx);
+        None
+    };
     let mut failure: Option<&'static str> = None;
+    let mut gone: Option<(String, u32)> = None;
     'control: loop {
+        // A port that disappears (or comes back as another interface)
+        // breaks the pair: stop with an error naming it.
+        if let Some((iface, idx)) = ports
+            .iter()
+            .find(|(i, idx)| nix::net::if_::if_nametoindex(i.as_str()) != Ok(*idx))
+        {
+            tracing::error!(
+                "interface {iface} (ifindex {idx}) was removed while running: stopping"
+            );
+            gone = Some((iface.clone(), *idx));
+            break;
+        }
         let dead = io_threads
             .iter()
             .map(|t| t.is_finished())
@@ -537,29 +677,13 @@ fn run_attached(
         }
         let sigs: Vec<i32> = signals.pending().collect();
         if sigs.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            control::serve_for(&mut ctl, &ctl_rx, std::time::Duration::from_millis(100));
         }
         for sig in sigs {
             match sig {
                 SIGHUP => {
-                    match reload(&current, &opts.sources) {
-                        Ok((new_cfg, new_rules)) => {
-                            for tx in &to_shard {
-                                let _ =
-                                    tx.send(ToShard::Reload(new_cfg.clone(), new_rules.clone()));
-                            }
-                            current = new_cfg;
-                            generation += 1;
-                            shared.generation.store(generation, Ordering::Relaxed);
-                            crate::metrics::reload(true, generation);
-                            tracing::info!("reloaded: generation {generation}");
-                        }
-                        Err(e) => {
-                            crate::metrics::reload(false, generation);
-                            tracing::error!("reload refused, the running configuration stays: {e}");
-                        }
-                    }
-                    let _ = sink_tx.send(ToSink::Reopen);
+                    // Logged there; the running configuration stays on error.
+                    let _ = ctl.reload();
                 }
                 _ => {
                     tracing::info!("signal {sig}: stopping");
@@ -569,6 +693,13 @@ fn run_attached(
         }
     }
     hurry.store(true, Ordering::Relaxed);
+    // No more control requests: the socket goes first, then the
+    // controller's handles on the shard and sink queues (they must close
+    // for the threads to end).
+    drop(server);
+    drop(ctl_rx);
+    let generation = ctl.generation;
+    drop(ctl);
 
     // Take the sockets out of the program first, so new frames go the
     // fallback way (forwarded, or dropped fail-closed) instead of into
@@ -604,6 +735,9 @@ fn run_attached(
             tracing::error!("the bgp thread panicked");
         }
     }
+    if let Some((iface, ifindex)) = gone {
+        return Err(LiveError::InterfaceGone { iface, ifindex });
+    }
     if let Some(f) = failure {
         return Err(LiveError::ThreadDied(f));
     }
@@ -612,8 +746,35 @@ fn run_attached(
         stats,
         sink: sink_report,
         reloads: generation,
+        bypassed: shared.bypassed.load(Ordering::Relaxed),
+        overflow_dropped: shared.overflow_dropped.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Drops the capabilities the run no longer needs (see `privs.rs`); the
+/// probe is what the sink and the stop path will do with the maps. A
+/// failure is logged, not fatal: the run goes on with what it has.
+fn drop_capabilities(blocklist: &mut xdp::Blocklist, pin_dir: &std::path::Path) {
+    let probe = || blocklist.probe().is_ok() && xdp::counters(pin_dir).is_ok();
+    match privs::drop_to_needed(probe) {
+        Ok(d) => {
+            tracing::info!(
+                "capabilities dropped; kept: {} (effective, permitted, bounding), no_new_privs set",
+                d.kept_names()
+            );
+            if d.bounding_kept {
+                tracing::info!("bounding set left as started (no CAP_SETPCAP): no_new_privs keeps exec from gaining any");
+            }
+            if d.threads > 1 {
+                tracing::warn!(
+                    "{} threads ran before the capability drop and keep their capabilities",
+                    d.threads - 1
+                );
+            }
+        }
+        Err(e) => tracing::error!("dropping capabilities: {e}"),
+    }
 }
 
 /// Re-reads config and rules off the packet path. Keys that need a

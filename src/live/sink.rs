@@ -15,11 +15,23 @@ pub enum ToSink {
     Victims(crate::output::VictimReport),
     /// SIGHUP: reopen the alert log (logrotate moved it).
     Reopen,
+    /// A reload's `[detect.victim]`: thresholds for the next epochs, and
+    /// the SYN guards' hold and cap for their next extension.
+    Victim(crate::detect::victim::VictimConfig),
+    /// A kernel-map change or look from the control socket, answered.
+    Kernel(
+        super::control::KernelOp,
+        crossbeam_channel::Sender<Result<serde_json::Value, String>>,
+    ),
 }
 
 pub struct Sink {
     pub recorder: Recorder,
     pub blocklist: Option<Blocklist>,
+    /// The kernel allowlist maps (operator changes, reloads).
+    pub allowlist: Option<crate::xdp::Allowlist>,
+    /// Recent operator unblocks: older alerts in flight do not re-block.
+    pub cleared: super::control::Cleared,
     pub pin_dir: PathBuf,
     pub rx: Receiver<ToSink>,
     pub publish_every: Duration,
@@ -45,6 +57,8 @@ pub struct SinkReport {
     pub kernel_block_errors: u64,
     /// The first alert-log write error of the run.
     pub write_error: Option<OutputError>,
+    /// Alert-log faults survived: failed writes, lines lost, reopens.
+    pub alert_faults: crate::output::AlertLogFaults,
 }
 
 impl Sink {
@@ -60,11 +74,26 @@ impl Sink {
                         match ev {
                             Event::Alert(a) => {
                                 if let (true, Some(until)) = (a.blocked, a.block_until) {
-                                    self.block(a.src, until, &mut rep);
-                                    crate::bgp::hook::started(&self.bgp, a.src, until, a.rule.id);
+                                    if !self.cleared.covers(a.src, a.ts) {
+                                        self.block(a.src, until, &mut rep);
+                                        crate::bgp::hook::started(
+                                            &self.bgp, a.src, until, a.rule.id,
+                                        );
+                                    }
                                 }
                             }
-                            Event::BlockEnd(e) => crate::bgp::hook::ended(&self.bgp, e),
+                            // A reloaded allowlist ended it; operator
+                            // actions clear the kernel themselves.
+                            Event::BlockEnd(e) => {
+                                if e.reason == crate::alert::EndReason::Allowlisted
+                                    && e.by.is_none()
+                                {
+                                    if let Some(bl) = self.blocklist.as_mut() {
+                                        let _ = bl.unblock(e.src);
+                                    }
+                                }
+                                crate::bgp::hook::ended(&self.bgp, e);
+                            }
                         }
                     }
                     self.recorder.collect(ShardOutput {
@@ -72,7 +101,9 @@ impl Sink {
                         verdicts: Vec::new(),
                         victims: None,
                     });
-                    // Operators tail the log: write through per delivery.
+                    // Operators tail the log: write through per delivery
+                    // (to the file the path names now).
+                    self.recorder.check_alert_path();
                     if let Err(e) = self.recorder.flush_alerts() {
                         rep.write_error.get_or_insert(e);
                     }
@@ -99,10 +130,26 @@ impl Sink {
                             verdicts: Vec::new(),
                             victims: None,
                         });
+                        self.recorder.check_alert_path();
                         if let Err(e) = self.recorder.flush_alerts() {
                             rep.write_error.get_or_insert(e);
                         }
                     }
+                }
+                Ok(ToSink::Kernel(op, reply)) => {
+                    let r = super::control::kernel(
+                        self.blocklist.as_mut(),
+                        self.allowlist.as_mut(),
+                        &mut self.cleared,
+                        op,
+                    );
+                    let _ = reply.send(r);
+                }
+                Ok(ToSink::Victim(v)) => {
+                    if let Some(g) = self.guards.as_mut() {
+                        g.set_config(v.clone());
+                    }
+                    self.victims.set_config(v);
                 }
                 Ok(ToSink::Reopen) => match self.recorder.reopen_alerts() {
                     Ok(()) => tracing::info!("alert log reopened"),
@@ -117,18 +164,23 @@ impl Sink {
                     g.tick();
                 }
             }
-            if self.metrics && last.elapsed() >= self.publish_every {
+            if last.elapsed() >= self.publish_every {
                 last = Instant::now();
-                self.publish();
+                // A deleted log is noticed even while no alert comes.
+                self.recorder.check_alert_path();
+                if self.metrics {
+                    self.publish();
+                }
             }
-        }
-        if self.metrics {
-            self.publish();
         }
         rep.alerts = self.recorder.alerts_written;
         if let Err(e) = self.recorder.flush() {
             rep.write_error.get_or_insert(e);
         }
+        if self.metrics {
+            self.publish();
+        }
+        rep.alert_faults = self.recorder.alert_faults.clone();
         rep
     }
 
@@ -175,6 +227,12 @@ impl Sink {
             metrics::gauge!("flowgate_kernel_blocklist_entries").set(live as f64);
         }
         crate::metrics::top_offenders(&self.recorder.top_offenders(crate::metrics::TOP_K));
+        let f = &self.recorder.alert_faults;
+        metrics::counter!("flowgate_alert_log_errors_total", "kind" => "write_failed")
+            .absolute(f.write_errors);
+        metrics::counter!("flowgate_alert_log_errors_total", "kind" => "reopened")
+            .absolute(f.reopened);
+        metrics::counter!("flowgate_alert_lines_lost_total").absolute(f.lines_lost);
         if let Some(a) = &self.recorder.audit {
             use std::sync::atomic::Ordering::Relaxed;
             let st = &a.stats;

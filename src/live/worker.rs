@@ -2,6 +2,11 @@
 //! descriptors that point into the UMEM of the I/O thread that received
 //! them. The worker reads the frame in place (no copy), writes the verdict
 //! into the descriptor's slot and hands the batch back to its I/O thread.
+//!
+//! Fault injection, for tests only: `FLOWGATE_FAULT_SHARD_SLEEP=SHARD:MICROS`
+//! in the environment makes shard SHARD sleep MICROS after every batch, to
+//! starve it (`tests/faults.rs` shows the queue-full policy with it). Unset
+//! in production; a value that does not parse is ignored with a warning.
 
 use super::Shared;
 use crate::alert::Event;
@@ -24,6 +29,11 @@ pub enum ToShard {
     Reload(Arc<Config>, Arc<Ruleset>),
     /// Close open episodes at this time and stop.
     Finish(Ts),
+    /// An operator command (control socket), answered on the sender.
+    Control(
+        super::control::ShardCmd,
+        crossbeam_channel::Sender<super::control::ShardReply>,
+    ),
 }
 
 pub struct Worker {
@@ -41,8 +51,35 @@ pub struct Worker {
     pub sink: Sender<super::sink::ToSink>,
 }
 
+/// The per-batch sleep `FLOWGATE_FAULT_SHARD_SLEEP` asks of shard `id`.
+fn injected_sleep(id: usize) -> Option<Duration> {
+    let v = std::env::var("FLOWGATE_FAULT_SHARD_SLEEP").ok()?;
+    let parsed = v.split_once(':').and_then(|(sh, us)| {
+        Some((
+            sh.trim().parse::<usize>().ok()?,
+            us.trim().parse::<u64>().ok()?,
+        ))
+    });
+    match parsed {
+        Some((sh, us)) if sh == id => {
+            tracing::warn!(
+                "fault injection: shard {id} sleeps {us} us per batch (FLOWGATE_FAULT_SHARD_SLEEP)"
+            );
+            Some(Duration::from_micros(us))
+        }
+        Some(_) => None,
+        None => {
+            if id == 0 {
+                tracing::warn!("FLOWGATE_FAULT_SHARD_SLEEP={v:?} ignored: expected SHARD:MICROS");
+            }
+            None
+        }
+    }
+}
+
 impl Worker {
     pub fn run(mut self) {
+        let starve = injected_sleep(self.id);
         let mut publisher = ShardPublisher::new(self.id);
         publisher.set_rules(self.rules.clone());
         let batch_time = crate::metrics::shard_batch(self.id);
@@ -78,6 +115,9 @@ impl Worker {
                         });
                         s.allow = v == Verdict::Allow;
                     }
+                    if let Some(d) = starve {
+                        std::thread::sleep(d);
+                    }
                     batch_time.record(started.elapsed().as_secs_f64());
                     let io = b.io;
                     // The I/O thread drains its return queue every loop and
@@ -89,6 +129,9 @@ impl Worker {
                 Some(ToShard::Reload(cfg, rules)) => {
                     publisher.set_rules(rules.clone());
                     self.engine.reload(cfg, rules);
+                }
+                Some(ToShard::Control(cmd, reply)) => {
+                    let _ = reply.send(super::control::apply(&mut self.engine, cmd));
                 }
                 Some(ToShard::Finish(end)) => {
                     self.engine.finish(end);

@@ -136,6 +136,11 @@ impl Rig {
         self.bpffs.join("flowgate")
     }
 
+    /// The control socket `start_live` configures.
+    pub fn ctl_socket(&self) -> PathBuf {
+        self.path("ctl.sock")
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -217,11 +222,24 @@ impl Rig {
 
     /// Starts `flowgate live` inline between the gateway's ports.
     pub fn start_live(&mut self, extra: &[&str], log: &str) -> usize {
+        self.start_live_with(extra, &[], log)
+    }
+
+    /// As [`Rig::start_live`], with environment variables for flowgate
+    /// (`env NAME=VALUE flowgate ...`); an `--alerts` in `extra` replaces
+    /// the rig's alert log.
+    pub fn start_live_with(&mut self, extra: &[&str], env: &[(&str, &str)], log: &str) -> usize {
         let pin = self.pin_dir();
         let alerts = self.path("live-alerts.jsonl");
         // The box's own key file, kept in the test's directory (never
         // /var/lib on the machine running the tests).
         let key = format!("live.hash_key_file={}", self.path("hash.key").display());
+        // The control socket and its state file too (never /run or /var/lib).
+        let sock = format!("control.socket={}", self.ctl_socket().display());
+        let state = format!(
+            "control.state_file={}",
+            self.path("ctl-state.json").display()
+        );
         let mut a = vec![
             env!("CARGO_BIN_EXE_flowgate"),
             "live",
@@ -235,9 +253,21 @@ impl Rig {
             alerts.to_str().unwrap(),
             "--set",
             &key,
+            "--set",
+            &sock,
+            "--set",
+            &state,
         ];
+        if extra.contains(&"--alerts") {
+            a.retain(|x| *x != "--alerts" && *x != alerts.to_str().unwrap());
+        }
         a.extend_from_slice(extra);
-        let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        let mut a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        if !env.is_empty() {
+            let mut e = vec!["env".to_string()];
+            e.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+            a.splice(0..0, e);
+        }
         let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
         let i = self.spawn(GATEWAY, &a, log);
         assert!(
