@@ -374,12 +374,9 @@ impl Blocklist {
     /// Blocks `ip` for `ttl` from now (monotonic clock).
     pub fn block(&mut self, ip: IpAddr, ttl: Duration) -> Result<(), XdpError> {
         let expiry = monotonic_ns().saturating_add(ttl.as_nanos() as u64);
-        match ip {
+        match canonical(ip) {
             IpAddr::V4(a) => self.v4.insert(a.octets(), expiry, 0),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => self.v4.insert(v4.octets(), expiry, 0),
-                None => self.v6.insert(a.octets(), expiry, 0),
-            },
+            IpAddr::V6(a) => self.v6.insert(a.octets(), expiry, 0),
         }
         .map_err(bpf(format!("blocking {ip} (blocklist full?)")))
     }

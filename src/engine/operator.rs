@@ -157,12 +157,24 @@ impl ShardEngine {
     /// episodes ended, in source order. Sources of other shards are simply
     /// not here: hand every shard the same call.
     pub fn operator_unblock(&mut self, net: IpNet, now: Ts, by: Arc<Operator>) -> Vec<BlockInfo> {
-        let mut keys: Vec<SourceKey> = self
+        let keys: Vec<SourceKey> = self
             .blocks
             .iter()
             .filter(|(k, _)| net_contains(&net, k.ip()))
             .map(|(k, _)| *k)
             .collect();
+        self.end_blocks(keys, now, EndReason::Operator, Some(by))
+    }
+
+    /// Ends the blocks of `keys` at `now` for `reason`, in source order;
+    /// returns them as they stood.
+    fn end_blocks(
+        &mut self,
+        mut keys: Vec<SourceKey>,
+        now: Ts,
+        reason: EndReason,
+        by: Option<Arc<Operator>>,
+    ) -> Vec<BlockInfo> {
         keys.sort_unstable();
         let mut ended = Vec::with_capacity(keys.len());
         for key in keys {
@@ -170,7 +182,7 @@ impl ShardEngine {
                 let mut info = self.info(key, &b);
                 info.until = now;
                 ended.push(info);
-                self.end_episode_by(key, b, now, EndReason::Operator, Some(by.clone()));
+                self.end_episode_by(key, b, now, reason, by.clone());
             }
         }
         ended
@@ -238,22 +250,12 @@ impl ShardEngine {
         if self.cfg.block.allowlist.is_empty() {
             return Vec::new();
         }
-        let mut keys: Vec<SourceKey> = self
+        let keys: Vec<SourceKey> = self
             .blocks
             .iter()
             .filter(|(k, _)| self.cfg.is_allowlisted(k.ip()))
             .map(|(k, _)| *k)
             .collect();
-        keys.sort_unstable();
-        let mut ended = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(b) = self.blocks.remove(key) {
-                let mut info = self.info(key, &b);
-                info.until = now;
-                ended.push(info);
-                self.end_episode_by(key, b, now, EndReason::Allowlisted, by.clone());
-            }
-        }
-        ended
+        self.end_blocks(keys, now, EndReason::Allowlisted, by)
     }
 }
