@@ -426,8 +426,26 @@ fn blocks_reach_the_upstream_rib_and_box_b_and_converge_after_restarts() {
         "blocks still apply locally",
         Duration::from_secs(2)
     ));
+    // The detector's block (TTL 8 s) would end before gobgpd's sessions
+    // come back (about 6 s after a restart here); an operator extends it,
+    // which also checks that a manual block is announced.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["ctl", "--socket"])
+        .arg(a.ctl_socket())
+        .args(["block", src6, "--ttl", "30s", "--reason", "bgp outage test"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ctl block: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     x.spawn_gobgpd(&ga);
-    let back = wait_until(Duration::from_secs(20), || {
+    assert!(
+        wait_until(Duration::from_secs(40), || established(&ga) == 2).is_some(),
+        "BGP sessions did not come back"
+    );
+    let back = wait_until(Duration::from_secs(10), || {
         rib(&up, "ipv4").iter().any(|(p, _)| *p == host6)
     });
     assert!(
@@ -474,11 +492,17 @@ fn blocks_reach_the_upstream_rib_and_box_b_and_converge_after_restarts() {
     let r = rib(&up, "ipv4");
     let ours: BTreeSet<_> = r.iter().map(|(p, _)| p.clone()).collect();
     if a.status()["blocklist_active"].as_u64().unwrap_or(0) > 0 {
-        assert!(ours.contains(&host6), "still-blocked .6 kept: {r:?}");
+        assert!(
+            ours.contains(&host6),
+            "still-blocked .6 kept: {r:?}; A's RIB {:?}; log {}",
+            rib(&ga, "ipv4"),
+            a.log("live-a2.log")
+        );
     }
-    // ... and after the TTL nothing of ours is left anywhere.
+    // ... and after the TTL (the operator's 30 s) nothing of ours is left
+    // anywhere.
     assert!(
-        wait_until(Duration::from_secs(12), || rib(&up, "ipv4").is_empty()
+        wait_until(Duration::from_secs(35), || rib(&up, "ipv4").is_empty()
             && rib(&up, "ipv4-flowspec").is_empty())
         .is_some(),
         "stale routes at upstream: {:?}",
@@ -531,6 +555,8 @@ fn thousand_blocks_under_the_rate_limit_and_latency() {
     };
     let (tx, rx) = crossbeam_channel::bounded(16_384);
     let worker = flowgate::bgp::worker::spawn(cfg, &[], None, rx).unwrap();
+    // Nothing to restore here: start-up is done.
+    tx.send(flowgate::bgp::BgpEvent::Ready).unwrap();
     let until = flowgate::live::wall_ns() + 600_000_000_000;
     let ips: Vec<std::net::IpAddr> = (0..1000u32)
         .map(|i| std::net::IpAddr::from([198, 18, 100 + (i / 250) as u8, (i % 250) as u8 + 1]))

@@ -358,6 +358,11 @@ pub enum BgpEvent {
         /// The victim.
         ip: IpAddr,
     },
+    /// Start-up is done: blocks restored at start (manual blocks from the
+    /// state file) have been sent. Until then the thread neither announces
+    /// nor withdraws, so a restart does not withdraw a still-blocked
+    /// source's routes only to announce them again a moment later.
+    Ready,
 }
 
 /// The sink's side of the channel: what `Sink` holds.
@@ -394,6 +399,11 @@ pub mod hook {
     /// A victim flood was detected.
     pub fn victim(tx: &Option<BgpSender>, ip: IpAddr) {
         send(tx, BgpEvent::Victim { ip });
+    }
+
+    /// Start-up restored what it restores (see [`BgpEvent::Ready`]).
+    pub fn ready(tx: &Option<BgpSender>) {
+        send(tx, BgpEvent::Ready);
     }
 }
 

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 const SEC: u64 = 1_000_000_000;
 /// Longest a clean stop waits for the withdrawals.
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);
+/// Longest the thread waits for [`BgpEvent::Ready`] before it re-syncs
+/// anyway (a start-up that never says so must not silence BGP).
+const READY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Everything the thread needs.
 pub struct Worker {
@@ -34,6 +37,8 @@ pub struct Worker {
     asked: BTreeMap<Route, Instant>,
     daemon_ok: bool,
     neighbors: Vec<Neighbor>,
+    /// Start-up has restored its blocks ([`BgpEvent::Ready`]).
+    ready: bool,
 }
 
 /// Starts the `bgp` thread. `blocklist` (a second handle on the pinned
@@ -69,6 +74,7 @@ pub fn spawn(
         asked: BTreeMap::new(),
         daemon_ok: true,
         neighbors: Vec::new(),
+        ready: false,
     };
     std::thread::Builder::new()
         .name("bgp".into())
@@ -88,10 +94,21 @@ impl Worker {
         );
         let mut next_learn = 0u64;
         let mut next_tick = 0u64;
+        let start = Instant::now();
         loop {
             let now = monotonic_ns();
-            let wait = self.step(now);
-            if self.learn_on() && now >= next_learn {
+            if !self.ready && start.elapsed() >= READY_DEADLINE {
+                tracing::warn!(
+                    "bgp: start-up did not report its restored blocks within {READY_DEADLINE:?}; re-syncing anyway"
+                );
+                self.ready = true;
+            }
+            let wait = if self.ready {
+                self.step(now)
+            } else {
+                now + SEC / 10
+            };
+            if self.ready && self.learn_on() && now >= next_learn {
                 next_learn = now + self.cfg.learn_interval.as_nanos() as u64;
                 self.list(now);
             }
@@ -138,6 +155,10 @@ impl Worker {
             ),
             BgpEvent::Unblock { ip } => {
                 self.ann.unblock(ip);
+                return;
+            }
+            BgpEvent::Ready => {
+                self.ready = true;
                 return;
             }
         };

@@ -497,7 +497,7 @@ fn run_attached(
             rules.clone(),
         ),
         guards,
-        bgp: bgp_tx,
+        bgp: bgp_tx.clone(),
     };
     let sink_thread = std::thread::Builder::new()
         .name("sink".into())
@@ -640,6 +640,11 @@ fn run_attached(
         started,
     };
     ctl.restore();
+    // The restored manual blocks reached the bgp thread (through the sink,
+    // which answered before `restore` returned): it may re-sync now. The
+    // sink keeps the only other sender, so the thread still ends with it.
+    crate::bgp::hook::ready(&bgp_tx);
+    drop(bgp_tx);
     let (ctl_tx, ctl_rx) = bounded::<control::CtlMsg>(64);
     let server = if cfg.control.enabled {
         let s = control::serve(&cfg.control.socket, ctl_tx).map_err(LiveError::Setup)?;

@@ -137,12 +137,27 @@ impl Sink {
                     }
                 }
                 Ok(ToSink::Kernel(op, reply)) => {
+                    // An operator's block is announced like a detector's
+                    // (under rule 9100099, so `bgp.rules` can exclude it);
+                    // its end comes back as a BlockEnd event.
+                    let manual = match &op {
+                        super::control::KernelOp::Block { src, until } => Some((*src, *until)),
+                        _ => None,
+                    };
                     let r = super::control::kernel(
                         self.blocklist.as_mut(),
                         self.allowlist.as_mut(),
                         &mut self.cleared,
                         op,
                     );
+                    if let (Ok(_), Some((src, until))) = (&r, manual) {
+                        crate::bgp::hook::started(
+                            &self.bgp,
+                            src,
+                            until,
+                            crate::rules::OPERATOR_BLOCK,
+                        );
+                    }
                     let _ = reply.send(r);
                 }
                 Ok(ToSink::Victim(v)) => {
