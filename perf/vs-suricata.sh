@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# flowgate vs Suricata 7 on the same PCAPs, offline (issue 12 item 1).
+#
+# PCAPs (made when missing, in perf/data/, git-ignored):
+#   real.pcap         perf/capture-real.sh: hping3/nmap/curl between network
+#                     namespaces, replicated to >= 3 M packets; attackers in
+#                     real.attackers
+#   http-S.pcap       flowgate-pcapgen perf-http (S sessions, 8 packets each);
+#                     attackers = its SQLi sources in 198.18.250.0/24
+#
+# One interleaved loop: for each run, for each PCAP: Suricata with 1 thread
+# (--runmode single) and 2 detect threads (--runmode autofp), flowgate
+# analyze with --shards 1 and 2, each under /usr/bin/time. Prints one line
+# per measurement and then, per PCAP and side, packets/s and CPU seconds
+# (user + sys, all threads) per million packets (min-max over runs),
+# attackers detected (distinct attacker source addresses in alerts) and
+# other sources alerted, and the per-run ratio of Suricata's CPU seconds to
+# flowgate's at the same thread count.
+#
+# Rules: Suricata gets perf/suricata/flowgate.rules (flowgate's built-in
+# detections rewritten); flowgate runs its defaults. Victim-wide rules
+# (9100050-9100052) name the victim, not an attacker, and are not counted.
+#
+# Usage: perf/vs-suricata.sh [RUNS] [HTTP_SESSIONS]
+# Environment: CARGO_LOCK=/tmp/cargo.lock wraps the build in flock;
+# SKIP_BUILD=1 uses the binaries in $CARGO_TARGET_DIR/release as they are;
+# KEEP=DIR keeps alert logs and timings in DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+sessions=${2:-250000}
+target=${CARGO_TARGET_DIR:-target}
+FG=$target/release/flowgate
+data=perf/data
+mkdir -p "$data"
+
+if [ "${SKIP_BUILD:-}" != 1 ]; then
+  ${CARGO_LOCK:+flock "$CARGO_LOCK"} cargo build --release --quiet --workspace
+fi
+command -v suricata >/dev/null || scripts/install-deps.sh suricata
+command -v suricata >/dev/null || { echo "vs-suricata: suricata missing" >&2; exit 1; }
+
+real=$data/real.pcap
+[ -e "$real" ] || perf/capture-real.sh
+http=$data/http-$sessions.pcap
+[ -f "$http" ] || "$target/release/flowgate-pcapgen" perf-http "$http" --sessions "$sessions"
+[ -f "$http.attackers" ] || tshark -r "$http" -n -T fields -e ip.src -Y 'ip.src == 198.18.250.0/24' |
+  sort -u | sed 's/$/ sqli/' >"$http.attackers"
+[ -f "$http.packets" ] || capinfos -c -M "$http" | awk '/Number of packets/ {print $NF}' >"$http.packets"
+[ -f "$real.packets" ] || capinfos -c -M "$real" | awk '/Number of packets/ {print $NF}' >"$real.packets"
+
+work=${KEEP:-$(mktemp -d)}
+mkdir -p "$work"
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
+ratio2=$(python3 -c "print(2 / $(nproc))")
+results=$work/results.tsv
+: >"$results"
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
+echo "# flowgate $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src synth Cargo.toml Cargo.lock || echo '+dirty'); $(suricata -V)"
+echo "# $real: $(cat "$real.packets") packets, $(wc -l <"$data/real.attackers") attackers; $http: $(cat "$http.packets") packets, $(wc -l <"$http.attackers") attackers"
+
+# count ALERTS KIND ATTACKERS: "detected total others alerts"
+count() {
+  python3 - "$@" <<'EOF'
+import json, sys
+path, kind, attackers = sys.argv[1:4]
+att = {l.split()[0] for l in open(attackers) if l.strip()}
+hit, others, n = set(), set(), 0
+for line in open(path):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    if d.get("event_type") != "alert":
+        continue
+    if 9100050 <= d["alert"]["signature_id"] <= 9100052:
+        continue
+    n += 1
+    (hit if d["src_ip"] in att else others).add(d["src_ip"])
+print(len(hit), len(att), len(others), n)
+EOF
+}
+
+measure() { # run pcap-name pcap attackers side threads
+  local r=$1 name=$2 pcap=$3 att=$4 side=$5 t=$6 d=$work/$2-$5-$6-$r
+  mkdir -p "$d"
+  if [ "$side" = suricata ]; then
+    local mode=(--runmode single)
+    [ "$t" = 2 ] && mode=(--runmode autofp --set "threading.detect-thread-ratio=$ratio2")
+    /usr/bin/time -f '%e %U %S' -o "$d/time" suricata -c perf/suricata/suricata.yaml \
+      -S perf/suricata/flowgate.rules -r "$pcap" -k none -l "$d" "${mode[@]}" >"$d/out" 2>&1
+    grep -o 'Threads created -> .*Engine' "$d/out" | sed 's/ *Engine//' >"$d/threads" || true
+    alerts=$d/eve.json
+  else
+    /usr/bin/time -f '%e %U %S' -o "$d/time" "$FG" analyze "$pcap" --shards "$t" \
+      --summary json --alerts "$d/alerts.jsonl" >"$d/out" 2>"$d/err"
+    alerts=$d/alerts.jsonl
+  fi
+  read -r wall user sys <"$d/time"
+  read -r hit total others n < <(count "$alerts" "$side" "$att")
+  local pkts
+  pkts=$(cat "$pcap.packets")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$name" "$side" "$t" "$pkts" \
+    "$wall" "$user" "$sys" "$hit" "$total" "$others" "$n" >>"$results"
+  python3 -c '
+import sys
+r,name,side,t,pkts,wall,user,sys_,hit,total,others,n = sys.argv[1:]
+pk=int(pkts); cpu=float(user)+float(sys_)
+print(f"run {r} {name:5} {side:8} threads {t}: {pk/float(wall):>10,.0f} pkts/s, wall {float(wall):6.2f} s, cpu {cpu:6.2f} s = {cpu/pk*1e6:6.2f} s/M pkts; attackers {hit}/{total}, other sources alerted {others}, alerts {n}")
+' "$r" "$name" "$side" "$t" "$pkts" "$wall" "$user" "$sys" "$hit" "$total" "$others" "$n"
+  [ -n "${KEEP:-}" ] || [ "$r" = 1 ] || rm -f "$d/eve.json" "$d/alerts.jsonl"
+}
+
+for r in $(seq "$runs"); do
+  for p in "real $real $data/real.attackers" "http $http $http.attackers"; do
+    read -r name pcap att <<<"$p"
+    for t in 1 2; do
+      measure "$r" "$name" "$pcap" "$att" suricata "$t"
+      measure "$r" "$name" "$pcap" "$att" flowgate "$t"
+    done
+  done
+done
+# Per attacker of the real capture, run 1: alerts and signature ids.
+python3 - "$data/real.attackers" "$work" <<'EOF'
+import json, sys, collections
+att = [l.split() for l in open(sys.argv[1]) if l.strip()]
+cols = [(s, t) for t in ("1", "2") for s in ("suricata", "flowgate")]
+per = {}
+for s, t in cols:
+    f = f"{sys.argv[2]}/real-{s}-{t}-1/" + ("eve.json" if s == "suricata" else "alerts.jsonl")
+    c = collections.defaultdict(collections.Counter)
+    for line in open(f):
+        d = json.loads(line)
+        if d.get("event_type") == "alert":
+            c[d["src_ip"]][d["alert"]["signature_id"]] += 1
+    per[(s, t)] = c
+print()
+print("| attacker | role | " + " | ".join(f"{s} {t}t: alerts (sids)" for s, t in cols) + " |")
+print("|---|---|" + "---|" * len(cols))
+for ip, role in att:
+    cells = []
+    for k in cols:
+        c = per[k].get(ip, {})
+        cells.append(f"{sum(c.values())} ({', '.join(str(x) for x in sorted(c))})" if c else "**0**")
+    print(f"| {ip} | {role} | " + " | ".join(cells) + " |")
+EOF
+grep -h . "$work"/*-suricata-2-1/threads 2>/dev/null | sed 's/^/# suricata autofp: /' | head -1
+
+python3 - "$results" <<'EOF'
+import sys, collections
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = collections.defaultdict(list)
+for r, name, side, t, pkts, wall, user, sys_, hit, total, others, n in rows:
+    pk = int(pkts); cpu = float(user) + float(sys_)
+    by[(name, side, t)].append(dict(run=r, pps=pk / float(wall), cpu=cpu / pk * 1e6,
+                                    hit=int(hit), total=int(total), others=int(others), n=int(n)))
+def rng(xs, f):
+    lo, hi = min(xs), max(xs)
+    return f(lo) if lo == hi else f"{f(lo)}–{f(hi)}"
+M = lambda x: f"{x/1e6:.2f} M"
+S = lambda x: f"{x:.2f}"
+print()
+print("| PCAP | side | threads | packets/s | CPU s per M packets | attackers detected | other sources alerted | alerts |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for (name, side, t), v in sorted(by.items()):
+    print(f"| {name} | {side} | {t} | {rng([x['pps'] for x in v], M)} | {rng([x['cpu'] for x in v], S)} | "
+          f"{rng([x['hit'] for x in v], str)} / {v[0]['total']} | {rng([x['others'] for x in v], str)} | {rng([x['n'] for x in v], str)} |")
+print()
+print("| PCAP | threads | Suricata CPU s / flowgate CPU s (per run) | packets/s flowgate / Suricata (per run) |")
+print("|---|---:|---|---|")
+for name in sorted({k[0] for k in by}):
+    for t in ("1", "2"):
+        s = {x["run"]: x for x in by[(name, "suricata", t)]}
+        f = {x["run"]: x for x in by[(name, "flowgate", t)]}
+        cpu = [s[r]["cpu"] / f[r]["cpu"] for r in sorted(s) if r in f]
+        pps = [f[r]["pps"] / s[r]["pps"] for r in sorted(s) if r in f]
+        print(f"| {name} | {t} | {', '.join(f'{x:.1f}×' for x in cpu)} | {', '.join(f'{x:.1f}×' for x in pps)} |")
+EOF
