@@ -20,7 +20,9 @@
 #
 # Rules: Suricata gets perf/suricata/flowgate.rules (flowgate's built-in
 # detections rewritten); flowgate runs its defaults. Victim-wide rules
-# (9100050-9100052) name the victim, not an attacker, and are not counted.
+# (9100050-9100052) name the victim, not an attacker, and are not counted;
+# Suricata's port-scan stand-in 9100031 alerts on the victim's RSTs and is
+# attributed to their destination (the scanner).
 #
 # Usage: perf/vs-suricata.sh [RUNS] [HTTP_SESSIONS]
 # Environment: CARGO_LOCK=/tmp/cargo.lock wraps the build in flock;
@@ -89,7 +91,10 @@ for line in open(path):
     if 9100050 <= d["alert"]["signature_id"] <= 9100052:
         continue
     n += 1
-    (hit if d["src_ip"] in att else others).add(d["src_ip"])
+    # Suricata's port-scan stand-in (perf/suricata/flowgate.rules) alerts on
+    # the victim's RSTs: the scanner is the destination.
+    who = d["dest_ip"] if d["alert"]["signature_id"] == 9100031 else d["src_ip"]
+    (hit if who in att else others).add(who)
 print(len(hit), len(att), len(others), n)
 EOF
 }
@@ -145,7 +150,8 @@ for s, t in cols:
     for line in open(f):
         d = json.loads(line)
         if d.get("event_type") == "alert":
-            c[d["src_ip"]][d["alert"]["signature_id"]] += 1
+            sid = d["alert"]["signature_id"]
+            c[d["dest_ip"] if sid == 9100031 else d["src_ip"]][sid] += 1
     per[(s, t)] = c
 print()
 print("| attacker | role | " + " | ".join(f"{s} {t}t: alerts (sids)" for s, t in cols) + " |")
