@@ -80,7 +80,7 @@ count() {
 import json, sys
 path, kind, attackers = sys.argv[1:4]
 att = {l.split()[0] for l in open(attackers) if l.strip()}
-hit, others, n = set(), set(), 0
+hit, others, n, victim = set(), set(), 0, 0
 for line in open(path):
     try:
         d = json.loads(line)
@@ -89,13 +89,14 @@ for line in open(path):
     if d.get("event_type") != "alert":
         continue
     if 9100050 <= d["alert"]["signature_id"] <= 9100052:
+        victim += 1
         continue
     n += 1
     # Suricata's port-scan stand-in (perf/suricata/flowgate.rules) alerts on
     # the victim's RSTs: the scanner is the destination.
     who = d["dest_ip"] if d["alert"]["signature_id"] == 9100031 else d["src_ip"]
     (hit if who in att else others).add(who)
-print(len(hit), len(att), len(others), n)
+print(len(hit), len(att), len(others), n, victim)
 EOF
 }
 
@@ -115,17 +116,17 @@ measure() { # run pcap-name pcap attackers side threads
     alerts=$d/alerts.jsonl
   fi
   read -r wall user sys <"$d/time"
-  read -r hit total others n < <(count "$alerts" "$side" "$att")
+  read -r hit total others n victim < <(count "$alerts" "$side" "$att")
   local pkts
   pkts=$(cat "$pcap.packets")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$name" "$side" "$t" "$pkts" \
-    "$wall" "$user" "$sys" "$hit" "$total" "$others" "$n" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$name" "$side" "$t" "$pkts" \
+    "$wall" "$user" "$sys" "$hit" "$total" "$others" "$n" "$victim" >>"$results"
   python3 -c '
 import sys
-r,name,side,t,pkts,wall,user,sys_,hit,total,others,n = sys.argv[1:]
+r,name,side,t,pkts,wall,user,sys_,hit,total,others,n,victim = sys.argv[1:]
 pk=int(pkts); cpu=float(user)+float(sys_)
-print(f"run {r} {name:5} {side:8} threads {t}: {pk/float(wall):>10,.0f} pkts/s, wall {float(wall):6.2f} s, cpu {cpu:6.2f} s = {cpu/pk*1e6:6.2f} s/M pkts; attackers {hit}/{total}, other sources alerted {others}, alerts {n}")
-' "$r" "$name" "$side" "$t" "$pkts" "$wall" "$user" "$sys" "$hit" "$total" "$others" "$n"
+print(f"run {r} {name:5} {side:8} threads {t}: {pk/float(wall):>10,.0f} pkts/s, wall {float(wall):6.2f} s, cpu {cpu:6.2f} s = {cpu/pk*1e6:6.2f} s/M pkts; attackers {hit}/{total}, other sources alerted {others}, alerts {n} (+{victim} victim-rule)")
+' "$r" "$name" "$side" "$t" "$pkts" "$wall" "$user" "$sys" "$hit" "$total" "$others" "$n" "$victim"
   [ -n "${KEEP:-}" ] || [ "$r" = 1 ] || rm -f "$d/eve.json" "$d/alerts.jsonl"
 }
 
@@ -169,23 +170,23 @@ python3 - "$results" <<'EOF'
 import sys, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 by = collections.defaultdict(list)
-for r, name, side, t, pkts, wall, user, sys_, hit, total, others, n in rows:
+for r, name, side, t, pkts, wall, user, sys_, hit, total, others, n, victim in rows:
     pk = int(pkts); cpu = float(user) + float(sys_)
     by[(name, side, t)].append(dict(run=r, pps=pk / float(wall), cpu=cpu / pk * 1e6,
-                                    hit=int(hit), total=int(total), others=int(others), n=int(n)))
+                                    hit=int(hit), total=int(total), others=int(others), n=int(n), victim=int(victim)))
 def rng(xs, f):
     lo, hi = min(xs), max(xs)
     return f(lo) if lo == hi else f"{f(lo)}–{f(hi)}"
 M = lambda x: f"{x/1e6:.2f} M"
 S = lambda x: f"{x:.2f}"
 print()
-print("| PCAP | side | threads | packets/s | CPU s per M packets | attackers detected | other sources alerted | alerts |")
+print("| PCAP | side | threads | packets/s | CPU s per M packets | attackers detected | other sources alerted | alerts (+ victim-rule alerts) |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for (name, side, t), v in sorted(by.items()):
     if name == "start":
         continue
     print(f"| {name} | {side} | {t} | {rng([x['pps'] for x in v], M)} | {rng([x['cpu'] for x in v], S)} | "
-          f"{rng([x['hit'] for x in v], str)} / {v[0]['total']} | {rng([x['others'] for x in v], str)} | {rng([x['n'] for x in v], str)} |")
+          f"{rng([x['hit'] for x in v], str)} / {v[0]['total']} | {rng([x['others'] for x in v], str)} | {rng([x['n'] for x in v], str)} (+{rng([x['victim'] for x in v], str)}) |")
 # CPU seconds with each run's start-up cost (the 100-packet PCAP, same
 # side, threads and run) subtracted.
 start = {(side, t, x["run"]): x["cpu"] * 100 / 1e6 for (name, side, t), v in by.items() if name == "start" for x in v}
