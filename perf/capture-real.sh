@@ -17,7 +17,7 @@
 #   198.18.2.1-20  benign: curl GETs (small pages and one 1 MB download),
 #                  ping, an ssh-like TCP exchange on port 22
 #
-# One capture is ~25 k packets over ~30 s. It is then replicated to at least
+# One capture is ~25 k packets over ~21 s. It is then replicated to at least
 # TARGET packets (default 3 000 000): copy k is shifted in time by
 # k * (capture duration + 120 s) with `editcap -t` and the copies are
 # concatenated with `mergecap -a`, so every packet keeps its spacing (a
