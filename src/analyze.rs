@@ -150,6 +150,15 @@ pub struct Report {
     pub elapsed_seconds: f64,
     /// `packets / elapsed_seconds`.
     pub packets_per_second: f64,
+    /// CPU seconds the reader thread spent framing records and handing
+    /// them over (not loading rules).
+    pub reader_cpu_seconds: f64,
+    /// CPU seconds each shard worker spent. With the reader's, this says
+    /// what the run needs from a machine whatever else was running: the
+    /// wall time on enough idle cores is about the largest of them.
+    pub shard_cpu_seconds: Vec<f64>,
+    /// Packets each shard decided: how evenly the sources spread.
+    pub shard_packets: Vec<u64>,
     /// Set when reading stopped early; packets before it were analysed.
     pub input_error: Option<String>,
     /// `--write-allowed`: the output and how many packets went into it.
@@ -187,10 +196,15 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     let record_verdicts = opts.verdicts.is_some() || opts.write_allowed.is_some();
     let started = Instant::now();
     let mut pipe = Pipeline::start(cfg.clone(), rules.clone(), recorder, record_verdicts)?;
+    // A mapped file: shard workers read the records where they are.
+    if let Some(map) = source.mapping() {
+        pipe.share(map);
+    }
     let shards = pipe.shards();
     // A bar needs a length: none for pipes and standard input.
     let bar = source.file_len.filter(|_| opts.progress).map(progress_bar);
     let mut read_bytes = 0u64;
+    let reader_cpu0 = crate::pipeline::thread_cpu_seconds();
     let read = source.for_each(|r| {
         pipe.push(r.ts, r.link, r.data, r.wire_len);
         if let Some(b) = &bar {
@@ -203,8 +217,11 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let (stats, _per_shard, collector) = pipe.finish()?;
+    let reader_cpu = crate::pipeline::thread_cpu_seconds() - reader_cpu0;
+    let done = pipe.finish_timed()?;
     let elapsed = started.elapsed().as_secs_f64();
+    let (stats, collector) = (done.total, done.collector);
+    let shard_packets = done.per_shard.iter().map(|s| s.packets).collect();
     let input_error = match read {
         Ok(_) => None,
         Err(e) if e.is_partial() => Some(e.to_string()),
@@ -250,6 +267,9 @@ pub fn run(cfg: Config, opts: &Options) -> Result<Report, AnalyzeError> {
             0.0
         },
         elapsed_seconds: elapsed,
+        reader_cpu_seconds: reader_cpu,
+        shard_cpu_seconds: done.shard_cpu,
+        shard_packets,
         audit: recorder.audit.as_ref().map(|a| {
             use std::sync::atomic::Ordering::Relaxed;
             (
@@ -439,6 +459,18 @@ impl Report {
             s,
             "  packets  {:>12}   bytes {:>14}   {:.2} s, {:.0} pkts/s",
             self.packets, self.bytes, self.elapsed_seconds, self.packets_per_second
+        );
+        let cpu: Vec<String> = self
+            .shard_cpu_seconds
+            .iter()
+            .zip(&self.shard_packets)
+            .map(|(c, p)| format!("{c:.2} s/{p}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  CPU      reader {:.2} s, shards {} (CPU/packets)",
+            self.reader_cpu_seconds,
+            cpu.join(", ")
         );
         let _ = writeln!(s, "  allowed  {:>12}", self.allowed);
         let _ = writeln!(s, "  dropped  {:>12}", self.dropped);

@@ -254,14 +254,21 @@ impl Worker {
         };
         metrics::counter!("flowgate_bgp_failures_total", "op" => op).increment(1);
         if self.daemon_ok {
-            self.daemon_ok = false;
-            tracing::error!(
-                "bgp: {op} failed ({e}); blocks still apply locally, retrying with backoff"
-            );
+            self.daemon_down(op, &e);
         } else {
             tracing::debug!("bgp: {op} failed again: {e}");
         }
         self.ann.failed(a, monotonic_ns());
+    }
+
+    /// The first failure of an outage (a route update, a listing or the
+    /// once-a-second status poll, whichever comes first): said once.
+    fn daemon_down(&mut self, op: &str, e: &str) {
+        self.daemon_ok = false;
+        tracing::error!(
+            "bgp: gobgpd at {}: {op} failed ({e}); blocks still apply locally, retrying with backoff",
+            self.daemon.endpoint()
+        );
     }
 
     /// Lists the RIB: re-syncs the announcer, restores, learns.
@@ -350,8 +357,7 @@ impl Worker {
             }
             Err(e) => {
                 if self.daemon_ok {
-                    tracing::error!("bgp: gobgpd at {}: {e}", self.daemon.endpoint());
-                    self.daemon_ok = false;
+                    self.daemon_down("status", &e);
                     metrics::counter!("flowgate_bgp_failures_total", "op" => "status").increment(1);
                 }
                 self.neighbors.clear();

@@ -1,8 +1,9 @@
 //! PCAP and PCAPNG captures, micro- and nanosecond timestamps, read as a
 //! stream from a file, a FIFO or standard input (`-`).
 //!
-//! Nothing seeks and nothing depends on the input's length, which is only
-//! known (and only used, for progress) when the input is a regular file.
+//! Nothing seeks. A regular file is mapped into memory (so shard workers
+//! can be handed offsets into it, not copies); anything else is read as a
+//! stream into a buffer.
 //! Records are framed here and parsed with pcap-file: a record may be as
 //! large as [`MAX_RECORD`], whatever the snaplen in the file header says
 //! (snaplen 0, as libpcap allows, means no limit; it is not enforced at all).
@@ -11,13 +12,14 @@
 //! before it has already been handed over, and the error says where and why.
 
 use crate::packet::{LinkType, Ts};
-use pcap_file::pcap::{PcapPacket, PcapParser};
+use pcap_file::pcap::{PcapPacket, PcapParser, PcapTsResolution};
 use pcap_file::pcapng::{Block, PcapNgParseError, PcapNgParser};
 use pcap_file::Endianness;
 use std::fs::File;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest record read, header included (PCAP: the 16-byte record
@@ -154,11 +156,23 @@ pub struct Record<'a> {
 /// Read size, and the buffer a stream of ordinary packets needs.
 const CHUNK: usize = 1 << 20;
 
-/// A growable read buffer over any `Read`: `fill(n)` makes the next `n`
-/// bytes contiguous (or says how many there are before the input ends).
+/// A capture file mapped into memory, shared by the threads that read
+/// records from it (`Pipeline` hands shard workers offsets into it instead
+/// of copies).
+pub type Mapping = Arc<memmap2::Mmap>;
+
+/// Where the bytes are: a growable read buffer over any `Read` (pipes,
+/// FIFOs, standard input), or the whole file mapped (regular files).
+enum Bytes {
+    Buf(Vec<u8>, Box<dyn Read>),
+    Map(Mapping),
+}
+
+/// The input: `fill(n)` makes the next `n` bytes contiguous (or says how
+/// many there are before the input ends). A mapped file is all there from
+/// the start; nothing is copied.
 struct Input {
-    inner: Box<dyn Read>,
-    buf: Vec<u8>,
+    bytes: Bytes,
     start: usize,
     end: usize,
     eof: bool,
@@ -167,16 +181,27 @@ struct Input {
 impl Input {
     fn new(inner: Box<dyn Read>) -> Input {
         Input {
-            inner,
-            buf: vec![0; CHUNK],
+            bytes: Bytes::Buf(vec![0; CHUNK], inner),
             start: 0,
             end: 0,
             eof: false,
         }
     }
 
+    fn mapped(map: Mapping) -> Input {
+        Input {
+            end: map.len(),
+            bytes: Bytes::Map(map),
+            start: 0,
+            eof: true,
+        }
+    }
+
     fn available(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        match &self.bytes {
+            Bytes::Buf(b, _) => &b[self.start..self.end],
+            Bytes::Map(m) => &m[self.start..self.end],
+        }
     }
 
     /// Reads until `n` bytes are buffered or the input ends; returns how
@@ -184,17 +209,20 @@ impl Input {
     /// length field that lies costs no more than twice the data behind it.
     fn fill(&mut self, n: usize) -> std::io::Result<usize> {
         while self.end - self.start < n && !self.eof {
-            if self.end == self.buf.len() {
+            let Bytes::Buf(buf, inner) = &mut self.bytes else {
+                break;
+            };
+            if self.end == buf.len() {
                 if self.start > 0 {
-                    self.buf.copy_within(self.start..self.end, 0);
+                    buf.copy_within(self.start..self.end, 0);
                     self.end -= self.start;
                     self.start = 0;
                 } else {
-                    let grown = n.min(self.buf.len().saturating_mul(2));
-                    self.buf.resize(grown, 0);
+                    let grown = n.min(buf.len().saturating_mul(2));
+                    buf.resize(grown, 0);
                 }
             }
-            match self.inner.read(&mut self.buf[self.end..]) {
+            match inner.read(&mut buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -206,12 +234,14 @@ impl Input {
 
     fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            // Give back what one huge record took.
-            if self.buf.len() > 4 * CHUNK {
-                self.buf = vec![0; CHUNK];
+        if let Bytes::Buf(buf, _) = &mut self.bytes {
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+                // Give back what one huge record took.
+                if buf.len() > 4 * CHUNK {
+                    *buf = vec![0; CHUNK];
+                }
             }
         }
     }
@@ -357,6 +387,23 @@ pub fn display_name(path: &Path) -> PathBuf {
     }
 }
 
+/// Maps a regular file read-only.
+fn map(file: &File) -> std::io::Result<Mapping> {
+    // SAFETY: the mapping is read-only and flowgate never writes the
+    // capture it reads (`--write-allowed` refuses the input as its output),
+    // so the bytes do not change under a borrow. What no code here can rule
+    // out is another process truncating the file during the analysis: the
+    // kernel then kills the process with SIGBUS when it touches the lost
+    // pages. The README says so; `analyze - < capture` reads through a pipe
+    // and copies instead. A file still being appended to is fine: only the
+    // length at open is mapped.
+    let m = unsafe { memmap2::Mmap::map(file)? };
+    // Records are read front to back: read ahead aggressively. Advice
+    // only; a kernel that ignores it reads the file all the same.
+    let _ = m.advise(memmap2::Advice::Sequential);
+    Ok(Arc::new(m))
+}
+
 impl PcapSource {
     /// Opens a capture file, FIFO or, for `-`, standard input, and reads
     /// its file header.
@@ -366,15 +413,22 @@ impl PcapSource {
             path: p.clone(),
             source,
         };
-        let (inner, file_len): (Box<dyn Read>, Option<u64>) = if is_stdin(path) {
-            (Box::new(std::io::stdin()), None)
+        let (mut input, file_len) = if is_stdin(path) {
+            (Input::new(Box::new(std::io::stdin())), None)
         } else {
             let file = File::open(path).map_err(open_err)?;
             let meta = file.metadata().map_err(open_err)?;
-            let len = meta.is_file().then_some(meta.len());
-            (Box::new(file), len)
+            if meta.is_file() && meta.len() > 0 {
+                (
+                    Input::mapped(map(&file).map_err(open_err)?),
+                    Some(meta.len()),
+                )
+            } else {
+                // A FIFO or a device (or an empty file, for its error).
+                let len = meta.is_file().then_some(meta.len());
+                (Input::new(Box::new(file)), len)
+            }
         };
-        let mut input = Input::new(inner);
         let n = input.fill(4).map_err(open_err)?.min(4);
         if n == 0 {
             return Err(PcapError::Empty { path: p });
@@ -451,6 +505,16 @@ impl PcapSource {
         &self.name
     }
 
+    /// The mapped file, when the input is a regular file: every record's
+    /// `data` lies inside it, so readers on other threads can be handed
+    /// offsets instead of copies. `None` for pipes, FIFOs, standard input.
+    pub fn mapping(&self) -> Option<Mapping> {
+        match &self.input.bytes {
+            Bytes::Map(m) => Some(m.clone()),
+            Bytes::Buf(..) => None,
+        }
+    }
+
     /// Hands every record to `f`, in file order. Returns the packet count,
     /// or the error that stopped reading (after the packets before it).
     pub fn for_each(&mut self, mut f: impl FnMut(Record<'_>)) -> Result<u64, PcapError> {
@@ -501,6 +565,54 @@ impl PcapSource {
                 linktype,
             } => {
                 let header = parser.header();
+                if let Bytes::Map(map) = &input.bytes {
+                    // The whole file is in memory: walk the record headers
+                    // in place. The first record this does not take (the
+                    // end, a cut-off or invalid record) is left to the
+                    // general loop below, which reads it the same way and
+                    // says what is wrong with it.
+                    let map = map.clone();
+                    let big = header.endianness == Endianness::Big;
+                    let micro = header.ts_resolution == PcapTsResolution::MicroSecond;
+                    loop {
+                        let rest = map.get(input.start..input.end).unwrap_or(&[]);
+                        let Some(h) = rest.first_chunk::<16>() else {
+                            break;
+                        };
+                        let word = |i: usize| {
+                            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+                            if big {
+                                u32::from_be_bytes(b)
+                            } else {
+                                u32::from_le_bytes(b)
+                            }
+                        };
+                        let (sec, frac, incl, orig) = (word(0), word(4), word(8), word(12));
+                        let len = 16 + incl as usize;
+                        let frac_ok = frac < if micro { 1_000_000 } else { 1_000_000_000 };
+                        if !frac_ok || len > MAX_RECORD || len > rest.len() {
+                            break;
+                        }
+                        let ns = if micro {
+                            frac as u64 * 1000
+                        } else {
+                            frac as u64
+                        };
+                        let flow = f(Record {
+                            ts: sec as u64 * 1_000_000_000 + ns,
+                            link: *link,
+                            linktype: *linktype,
+                            interface: 0,
+                            data: &rest[16..len],
+                            wire_len: orig,
+                        });
+                        input.start += len;
+                        packets += 1;
+                        if flow.is_break() {
+                            return Ok(packets);
+                        }
+                    }
+                }
                 let record_len = pcap_record_len(header.endianness);
                 loop {
                     let len = match frame(input, 16, &record_len) {
