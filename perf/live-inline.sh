@@ -117,13 +117,25 @@ latency() { # mode
   ip netns exec $G curl -s 127.0.0.1:9464/metrics | python3 -c '
 import re, sys
 mode = sys.argv[1]
-q, n = {}, 0
+q, n, b = {}, 0, {}
 for line in sys.stdin:
     m = re.match(r"flowgate_packet_latency_seconds\{.*quantile=\"([0-9.]+)\".*\} (\S+)", line)
     if m: q[m.group(1)] = float(m.group(2)) * 1e6
     m = re.match(r"flowgate_packet_latency_packets_total\{.*\} (\S+)", line)
     if m: n += int(float(m.group(1)))
-print(f"{mode:15} per-packet latency over {n} packets: " + "  ".join(f"p{k[2:] if k != \"0.5\" else \"50\"} {v:.1f} us" for k, v in sorted(q.items(), key=lambda kv: float(kv[0]))))
+    m = re.match(r"flowgate_verdict_latency_seconds_bucket\{.*le=\"([^\"]+)\".*\} (\S+)", line)
+    if m: b[float(m.group(1))] = b.get(float(m.group(1)), 0) + float(m.group(2))
+name = lambda k: {"0.5": "p50", "0.9": "p90", "0.99": "p99", "0.999": "p999"}.get(k, k)
+parts = ["%s %.1f us" % (name(k), v) for k, v in sorted(q.items(), key=lambda kv: float(kv[0]))]
+print("%-15s per-packet latency over %d packets: %s" % (mode, n, "  ".join(parts)))
+# Per batch (RX to verdict back), from the Prometheus buckets: the bucket bound holding each quantile.
+if b:
+    edges = sorted(b); total = b[edges[-1]]
+    def qb(x):
+        for e in edges:
+            if b[e] >= x * total: return e
+    print("%-15s per-batch verdict latency over %d batches: p50 <= %g us  p99 <= %g us  p999 <= %g us"
+          % (mode, total, qb(0.5) * 1e6, qb(0.99) * 1e6, qb(0.999) * 1e6))
 ' "$1"
 }
 stop_live() { pkill -TERM -f "flowgate live --ingress fbGA"; while pgrep -f "flowgate live --ingress fbGA" >/dev/null; do sleep 0.1; done; }
@@ -135,14 +147,21 @@ for run in $(seq "$RUNS"); do
     case $mode in
       xdp_drop|blocked_xdp_drop)
         ip -n $G link set dev fbGA xdpdrv obj perf/data/xdp_drop.o sec xdp
+        [ -n "${PERF_RECORD:-}" ] && { perf record -a -g -o /tmp/fgbench-perf-$mode.data -- sleep 3 >/dev/null 2>&1 & }
         measure "$mode"
         ip -n $G link set dev fbGA xdp off ;;
-      afxdp_forward) live --set live.inspect=false; measure "$mode"; latency "$mode"; stop_live ;;
-      inline_detect) live --mode detect; measure "$mode"; latency "$mode"; stop_live ;;
-      inline_prevent) live; measure "$mode"; latency "$mode"; stop_live ;;
+      afxdp_forward|inline_detect|inline_prevent)
+        case $mode in
+          afxdp_forward) live --set live.inspect=false ;;
+          inline_detect) live --mode detect ;;
+          inline_prevent) live ;;
+        esac
+        [ -n "${PERF_RECORD:-}" ] && { perf record -a -g -o /tmp/fgbench-perf-$mode.data -- sleep 3 >/dev/null 2>&1 & }
+        measure "$mode"; latency "$mode"; stop_live ;;
       blocked_flowgate)
         live
         ip netns exec $G $FG xdp block 198.18.66.1 --ttl 10m --pin-dir $BPF/fg >/dev/null
+        [ -n "${PERF_RECORD:-}" ] && { perf record -a -g -o /tmp/fgbench-perf-$mode.data -- sleep 3 >/dev/null 2>&1 & }
         measure "$mode"
         ip netns exec $G $FG xdp status --pin-dir $BPF/fg --json | python3 -c '
 import json, sys
