@@ -117,8 +117,10 @@ latency() { # mode
   ip netns exec $G curl -s 127.0.0.1:9464/metrics | python3 -c '
 import re, sys
 mode = sys.argv[1]
-q, n, b = {}, 0, {}
+q, n, b, over = {}, 0, {}, 0
 for line in sys.stdin:
+    m = re.match(r"flowgate_queue_full_packets_total\{.*\} (\S+)", line)
+    if m: over += int(float(m.group(1)))
     m = re.match(r"flowgate_packet_latency_seconds\{.*quantile=\"([0-9.]+)\".*\} (\S+)", line)
     if m: q[m.group(1)] = float(m.group(2)) * 1e6
     m = re.match(r"flowgate_packet_latency_packets_total\{.*\} (\S+)", line)
@@ -127,7 +129,7 @@ for line in sys.stdin:
     if m: b[float(m.group(1))] = b.get(float(m.group(1)), 0) + float(m.group(2))
 name = lambda k: {"0.5": "p50", "0.9": "p90", "0.99": "p99", "0.999": "p999"}.get(k, k)
 parts = ["%s %.1f us" % (name(k), v) for k, v in sorted(q.items(), key=lambda kv: float(kv[0]))]
-print("%-15s per-packet latency over %d packets: %s" % (mode, n, "  ".join(parts)))
+print("%-15s per-packet latency over %d packets: %s  (queue-full policy applied to %d packets)" % (mode, n, "  ".join(parts), over))
 # Per batch (RX to verdict back), from the Prometheus buckets: the bucket bound holding each quantile.
 if b:
     edges = sorted(b); total = b[edges[-1]]

@@ -237,8 +237,9 @@ impl IoThread {
                 }
             }
 
-            // Per-packet latency: every packet of a returned batch waited
-            // from its RX round until now (its frame on a TX ring or free).
+            // Per-packet latency: every packet of a returned batch (or, not
+            // inspecting, of the last RX round) waited from its RX round
+            // until now (its frame on a TX ring or free).
             if !returned.is_empty() {
                 let now = Instant::now();
                 for (rx_at, n) in returned.drain(..) {
@@ -289,6 +290,9 @@ impl IoThread {
                     }
                     if !self.inspect {
                         self.ledger.forward(port, &scratch[..n]);
+                        // Latency as for a returned batch: taken after the
+                        // next round's transmit step.
+                        returned.push((rx_at, n as u64));
                         continue;
                     }
                     for d in &scratch[..n] {
