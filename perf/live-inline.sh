@@ -12,7 +12,8 @@
 # Two more modes, on a second capture where every packet comes from one source (198.18.66.1):
 #   blocked_xdp_drop   the same XDP_DROP program, for the drop-rate floor of that capture
 #   blocked_flowgate   flowgate live (prevent) with 198.18.66.1 in its kernel blocklist
-#                      (`flowgate xdp block`): every packet dropped by flowgate_xdp at the driver
+#                      (`flowgate ctl block`, shard + kernel): every packet dropped by flowgate_xdp
+#                      at the driver
 # MODES (env) picks the modes and their order per run, default the first four.
 # LATENCY=1 (env): flowgate runs with /metrics on 127.0.0.1:9464 in the gateway namespace and
 # the per-packet latency quantiles (flowgate_packet_latency_seconds) are scraped before it stops.
@@ -57,6 +58,8 @@ clang -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c perf/xdp_drop
 
 A=fgbench-a G=fgbench-g V=fgbench-v
 BPF=/tmp/fgbench-bpf
+# Our own control socket: the default /run/flowgate/control.sock may belong to another run.
+CTL=/tmp/fgbench-ctl.sock
 cleanup() {
   pkill -f "flowgate live --ingress fbGA" 2>/dev/null || true
   for n in $A $G $V; do ip netns del $n 2>/dev/null || true; done
@@ -106,7 +109,7 @@ live() { # extra flags...
   local metrics=(--no-metrics)
   [ -n "$LATENCY" ] && metrics=(--metrics-listen 127.0.0.1:9464 --set metrics.interval=\"200ms\")
   ip netns exec $G $FG live --ingress fbGA --egress fbGB --pin-dir $BPF/fg --alerts /tmp/fgbench-alerts.jsonl \
-    "${metrics[@]}" --detach-on-exit "$@" >/tmp/fgbench-live.log 2>&1 &
+    "${metrics[@]}" --set "control.socket=\"$CTL\"" --detach-on-exit "$@" >/tmp/fgbench-live.log 2>&1 &
   for _ in $(seq 100); do grep -q "inline between" /tmp/fgbench-live.log && return; sleep 0.1; done
   cat /tmp/fgbench-live.log; exit 1
 }
@@ -162,7 +165,7 @@ for run in $(seq "$RUNS"); do
         measure "$mode"; latency "$mode"; stop_live ;;
       blocked_flowgate)
         live
-        ip netns exec $G $FG xdp block 198.18.66.1 --ttl 10m --pin-dir $BPF/fg >/dev/null
+        $FG ctl --socket "$CTL" block 198.18.66.1 --ttl 10m --reason benchmark >/dev/null
         [ -n "${PERF_RECORD:-}" ] && { perf record -a -g -o /tmp/fgbench-perf-$mode.data -- sleep 3 >/dev/null 2>&1 & }
         measure "$mode"
         ip netns exec $G $FG xdp status --pin-dir $BPF/fg --json | python3 -c '
