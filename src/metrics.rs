@@ -143,6 +143,15 @@ fn describe() {
         Unit::Seconds,
         "From RX to verdict back at the I/O thread, per batch"
     );
+    describe_gauge!(
+        "flowgate_packet_latency_seconds",
+        Unit::Seconds,
+        "Per-packet latency from RX to the verdict applied (frame handed to TX or recycled), quantiles since start (HDR-style histogram, within 6.25 %)"
+    );
+    describe_counter!(
+        "flowgate_packet_latency_packets_total",
+        "Packets the per-packet latency quantiles cover"
+    );
     describe_counter!(
         "flowgate_rx_packets_total",
         "Frames received on an AF_XDP socket"
@@ -463,6 +472,23 @@ pub fn queue_full_packets(queue: u32, policy: &'static str) -> metrics::Counter 
 /// Handle for one queue's verdict-latency histogram.
 pub fn verdict_latency(queue: u32) -> metrics::Histogram {
     histogram!("flowgate_verdict_latency_seconds", "queue" => queue.to_string())
+}
+
+/// Handles for one queue's per-packet latency quantiles (RX to the verdict
+/// applied and the frame handed to TX or recycled), in seconds, over the
+/// run so far, and the count of packets they cover; see `live/latency.rs`.
+pub fn packet_latency(
+    queue: u32,
+    quantiles: &[&'static str],
+) -> (Vec<metrics::Gauge>, metrics::Counter) {
+    let q = queue.to_string();
+    let gauges = quantiles
+        .iter()
+        .map(|&l| gauge!("flowgate_packet_latency_seconds", "queue" => q.clone(), "quantile" => l))
+        .collect();
+    let count = counter!("flowgate_packet_latency_packets_total", "queue" => q);
+    count.absolute(0);
+    (gauges, count)
 }
 
 /// At start: generation 0, no reloads yet.

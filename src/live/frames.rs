@@ -82,6 +82,11 @@ impl<D> Batch<D> {
     pub fn slots_mut(&mut self) -> &mut [Slot<D>] {
         &mut self.slots
     }
+
+    /// Frames in the batch.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
 }
 
 /// Why a shard queue did not take a batch; the batch comes back with it.
@@ -215,7 +220,9 @@ impl<D: Copy> Ledger<D> {
     }
 
     /// Something will come back without new traffic: a verdict or a
-    /// completion.
+    /// completion. (The I/O thread no longer asks: a verdict wakes it
+    /// through its eventfd, and it checks `on_tx` for completions.)
+    #[cfg(test)]
     pub fn waiting(&self) -> bool {
         self.in_flight > 0 || self.on_tx.iter().any(|&n| n > 0)
     }

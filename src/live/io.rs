@@ -16,6 +16,11 @@
 //!
 //! This file does the ring calls; which frame is where, and when to stop,
 //! is kept by the ledger (`frames.rs`), which the tests drive without a NIC.
+//!
+//! Idle, the thread sleeps in poll(2): on both RX sockets (POLLIN) and on
+//! an eventfd ([`Waker`]) the shards write when they hand a batch back
+//! while it sleeps. Under load it spins a bounded number of empty rounds
+//! (yielding the CPU) before it parks, so a busy line pays no wakeups.
 
 use super::frames::{Ledger, Refused, Step};
 use super::worker::{Batch, ToShard};
@@ -23,11 +28,51 @@ use crate::metrics::{PortCounts, PortPublisher};
 use crate::packet::{self, LinkType};
 use crate::shard::Sharder;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use std::os::fd::{AsRawFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue};
+
+/// Empty rounds the I/O thread spins (yielding) before it parks in poll(2).
+const SPIN_ROUNDS: u32 = 64;
+
+/// Wakes a parked I/O thread. The shards call [`Waker::wake`] after each
+/// batch they hand back; it writes the eventfd only when the thread said
+/// it is about to sleep, so a busy line costs one fence and one load per
+/// batch, not a syscall.
+pub struct Waker {
+    fd: EventFd,
+    sleeping: AtomicBool,
+}
+
+impl Waker {
+    pub fn new() -> std::io::Result<Waker> {
+        let fd = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(Waker {
+            fd,
+            sleeping: AtomicBool::new(false),
+        })
+    }
+
+    /// After handing a batch back (the channel send happens before this):
+    /// wakes the thread if it is parked or about to park.
+    pub fn wake(&self) {
+        // Pairs with the fence in `park`: either this load sees `sleeping`,
+        // or the I/O thread's check of its return queue sees the batch.
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
+            self.kick();
+        }
+    }
+
+    /// Wakes the thread whatever it is doing (stop requests).
+    pub fn kick(&self) {
+        // EAGAIN only when the counter is at its maximum: awake anyway.
+        let _ = self.fd.write(1);
+    }
+}
 
 /// The four rings of one AF_XDP socket.
 pub struct Port {
@@ -90,6 +135,8 @@ pub struct IoThread {
     /// The deployment's keyed shard hash (the same one offline analysis
     /// needs to reproduce this box).
     pub sharder: Sharder,
+    /// The shards' (and the stop request's) way to wake this thread.
+    pub waker: Arc<Waker>,
 }
 
 /// Offers a batch to a shard queue without waiting.
@@ -119,6 +166,12 @@ impl IoThread {
         let umem = &shared.umems[self.id];
         let shards = self.to_shard.len();
         let latency = crate::metrics::verdict_latency(self.queue);
+        let labels = super::latency::QUANTILES.map(|(_, l)| l);
+        let (packet_quantiles, packet_count) = crate::metrics::packet_latency(self.queue, &labels);
+        let mut per_packet = super::latency::Histogram::default();
+        let mut per_packet_published = 0u64;
+        // (receive time, packets) of the batches returned this round.
+        let mut returned: Vec<(Instant, u64)> = Vec::with_capacity(shards * 4);
         let queue_full = crate::metrics::queue_full(self.queue);
         let overflow = crate::metrics::queue_full_packets(self.queue, self.policy.as_str());
         let mut queue_full_published = 0u64;
@@ -150,6 +203,7 @@ impl IoThread {
             while let Ok(b) = self.back.try_recv() {
                 work = true;
                 latency.record(b.rx_at.elapsed().as_secs_f64());
+                returned.push((b.rx_at, b.len() as u64));
                 self.ledger.verdict(b);
             }
 
@@ -180,6 +234,16 @@ impl IoThread {
                         }
                         p.wakeup_errors += 1;
                     }
+                }
+            }
+
+            // Per-packet latency: every packet of a returned batch (or, not
+            // inspecting, of the last RX round) waited from its RX round
+            // until now (its frame on a TX ring or free).
+            if !returned.is_empty() {
+                let now = Instant::now();
+                for (rx_at, n) in returned.drain(..) {
+                    per_packet.record_n(now.saturating_duration_since(rx_at).as_nanos() as u64, n);
                 }
             }
 
@@ -226,6 +290,9 @@ impl IoThread {
                     }
                     if !self.inspect {
                         self.ledger.forward(port, &scratch[..n]);
+                        // Latency as for a returned batch: taken after the
+                        // next round's transmit step.
+                        returned.push((rx_at, n as u64));
                         continue;
                     }
                     for d in &scratch[..n] {
@@ -265,6 +332,13 @@ impl IoThread {
                 queue_full_published = self.queue_full;
                 overflow.increment(self.overflow_frames - overflow_published);
                 overflow_published = self.overflow_frames;
+                if per_packet.total() != per_packet_published {
+                    for (g, (q, _)) in packet_quantiles.iter().zip(super::latency::QUANTILES) {
+                        g.set(per_packet.quantile(q) as f64 * 1e-9);
+                    }
+                    packet_count.absolute(per_packet.total());
+                    per_packet_published = per_packet.total();
+                }
                 self.audit(&mut reported_imbalance);
             }
 
@@ -282,6 +356,17 @@ impl IoThread {
                 }
                 self.publish();
                 self.audit(&mut reported_imbalance);
+                if per_packet.total() > 0 {
+                    let us = |q| per_packet.quantile(q) as f64 / 1e3;
+                    tracing::info!(
+                        "I/O thread {}: per-packet latency RX to verdict applied over {} packets: p50 {:.1} us, p99 {:.1} us, p999 {:.1} us",
+                        self.id,
+                        per_packet.total(),
+                        us(0.5),
+                        us(0.99),
+                        us(0.999)
+                    );
+                }
                 tracing::debug!(
                     "I/O thread {} stopping ({} of {} frames free)",
                     self.id,
@@ -293,18 +378,29 @@ impl IoThread {
 
             if work {
                 idle_rounds = 0;
-            } else if self.ledger.waiting() || stopping {
-                // Waiting on shards or the NIC: stay responsive.
-                idle_rounds += 1;
-                if idle_rounds > 64 {
+                continue;
+            }
+            idle_rounds = idle_rounds.saturating_add(1);
+            if stopping {
+                // Draining: stay responsive until the ledger says stop.
+                if idle_rounds > SPIN_ROUNDS {
                     std::thread::sleep(Duration::from_micros(20));
                 } else {
                     std::thread::yield_now();
                 }
+            } else if idle_rounds <= SPIN_ROUNDS {
+                // A busy line: the next frame or batch is a moment away.
+                std::thread::yield_now();
+            } else if self.ledger.on_tx(0) + self.ledger.on_tx(1) > 0 {
+                // Frames on a TX ring: completions are not pollable, and
+                // copy mode sends a bounded number per kick. Sleep briefly
+                // (still woken by RX or a returned batch) and kick again.
+                self.park(Some(Duration::from_micros(20)));
             } else {
-                // Nothing anywhere: sleep in poll() on both RX rings (this is
-                // also the need_wakeup kick for the fill rings).
-                self.wait_rx(10);
+                // Nothing to kick: RX or a returned batch wakes us; the
+                // timeout only keeps the metrics publishing.
+                let next = self.publish_every.saturating_sub(last_publish.elapsed());
+                self.park(Some(next.max(Duration::from_millis(1))));
             }
         }
     }
@@ -341,16 +437,40 @@ impl IoThread {
         }
     }
 
-    fn wait_rx(&mut self, timeout_ms: u16) {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    /// Sleeps in poll(2) until a frame arrives on either RX ring, a shard
+    /// hands a batch back (the eventfd), a stop request, or `timeout`.
+    /// Polling the sockets is also the need_wakeup kick (RX fill and, in
+    /// copy mode, TX).
+    fn park(&mut self, timeout: Option<Duration>) {
+        use nix::poll::{ppoll, PollFd, PollFlags};
+        use nix::sys::time::TimeSpec;
+        self.waker.sleeping.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `Waker::wake`: a batch sent before the
+        // shard's check of `sleeping` is seen here, or the shard sees
+        // `sleeping` and writes the eventfd.
+        fence(Ordering::SeqCst);
+        if !self.back.is_empty() || self.stop.load(Ordering::Relaxed) {
+            self.waker.sleeping.store(false, Ordering::Relaxed);
+            return;
+        }
         let [a, b] = [0, 1].map(|i| self.ports[i].rx.fd().as_raw_fd());
         // SAFETY: both sockets are owned by `self` and outlive this call.
         let (a, b) = unsafe { (BorrowedFd::borrow_raw(a), BorrowedFd::borrow_raw(b)) };
         let mut fds = [
             PollFd::new(a, PollFlags::POLLIN),
             PollFd::new(b, PollFlags::POLLIN),
+            PollFd::new(self.waker.fd.as_fd(), PollFlags::POLLIN),
         ];
-        let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
+        let _ = ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None);
+        self.waker.sleeping.store(false, Ordering::Relaxed);
+        if fds[2]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            // Reset the counter (non-blocking; a racing write just wakes
+            // the next park at once).
+            let _ = self.waker.fd.read();
+        }
     }
 
     fn publish(&mut self) {

@@ -19,6 +19,7 @@ mod control;
 mod frames;
 mod guard;
 mod io;
+mod latency;
 mod privs;
 mod sink;
 mod worker;
@@ -545,6 +546,11 @@ fn run_attached(
         back_rx.push(rx);
     }
 
+    let wakers = (0..queues)
+        .map(|_| io::Waker::new().map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(os("eventfd"))?;
+
     let mut workers = Vec::new();
     for (id, rx) in shard_rx.into_iter().enumerate() {
         let w = Worker {
@@ -552,6 +558,7 @@ fn run_attached(
             engine: ShardEngine::new(cfg.clone(), rules.clone())?,
             rx,
             back: back_tx.clone(),
+            wakers: wakers.clone(),
             events: events_tx.clone(),
             shared: shared.clone(),
             publish_every,
@@ -591,6 +598,7 @@ fn run_attached(
             overflow_frames: 0,
             policy: l.queue_full_policy(),
             sharder: cfg.sharder(),
+            waker: wakers[id].clone(),
         };
         let c = core(id);
         io_threads.push(
@@ -714,6 +722,9 @@ fn run_attached(
         reg.remove(port, q);
     }
     stop.store(true, Ordering::Relaxed);
+    for w in &wakers {
+        w.kick();
+    }
     for t in io_threads {
         if t.join().is_err() {
             failure.get_or_insert("an I/O thread panicked");

@@ -42,6 +42,8 @@ pub struct Worker {
     pub rx: Receiver<ToShard>,
     /// Back to each I/O thread, by `Batch::io`.
     pub back: Vec<Sender<Batch>>,
+    /// Each I/O thread's wake-up, by `Batch::io`.
+    pub wakers: Vec<Arc<super::io::Waker>>,
     pub events: Sender<Vec<Event>>,
     pub shared: Arc<Shared>,
     pub publish_every: Duration,
@@ -124,6 +126,10 @@ impl Worker {
                     // never waits on us, so this cannot deadlock.
                     if self.back[io].send(b).is_err() {
                         break;
+                    }
+                    // The I/O thread may be parked in poll(2).
+                    if let Some(w) = self.wakers.get(io) {
+                        w.wake();
                     }
                 }
                 Some(ToShard::Reload(cfg, rules)) => {
