@@ -78,11 +78,19 @@ fn bench(c: &mut Criterion) {
 
 /// Signature scan of realistic HTTP requests (the labelled corpus: 4390
 /// benign, 700 malicious), bytes of raw request per second on one core.
+/// `scan_http_corpus` is the default scanner (every request normalized and
+/// scanned in full); `scan_http_corpus_prefilter` turns the literal
+/// prefilter on (same hits); `scan_benign` and `scan_malicious` split the
+/// corpus by label, default scanner.
 fn signatures(c: &mut Criterion) {
     let rules = flowgate::ruleset::Ruleset::load(&Config::default().signatures).expect("rules");
     let mut scanner = flowgate::signature::Scanner::new(rules.signatures.clone().expect("sigs"))
         .expect("scratch");
+    let mut pre = flowgate::signature::Scanner::new(rules.signatures.clone().expect("sigs"))
+        .expect("scratch");
+    pre.set_prefilter(true);
     let mut reqs: Vec<Vec<u8>> = Vec::new();
+    let mut benign = 0;
     for name in ["benign.jsonl", "sqli_malicious.jsonl"] {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/");
         let text = std::fs::read_to_string(format!("{path}{name}")).expect("corpus");
@@ -104,10 +112,27 @@ fn signatures(c: &mut Criterion) {
             r += v["body"].as_str().unwrap_or("");
             reqs.push(r.into_bytes());
         }
+        if name == "benign.jsonl" {
+            benign = reqs.len();
+        }
     }
-    let bytes: usize = reqs.iter().map(|r| r.len()).sum();
+    let bytes = |rs: &[Vec<u8>]| rs.iter().map(|r| r.len()).sum::<usize>() as u64;
+    {
+        let before = pre.prefilter_skips();
+        for r in &reqs {
+            pre.scan_requests(r);
+        }
+        let after = pre.prefilter_skips();
+        eprintln!(
+            "signatures: {} requests, {} bytes; prefilter skips {} heads, {} bodies per pass",
+            reqs.len(),
+            bytes(&reqs),
+            after.0 - before.0,
+            after.1 - before.1
+        );
+    }
     let mut g = c.benchmark_group("signatures");
-    g.throughput(Throughput::Bytes(bytes as u64));
+    g.throughput(Throughput::Bytes(bytes(&reqs)));
     g.bench_function("scan_http_corpus", |b| {
         b.iter(|| {
             let mut hits = 0;
@@ -117,6 +142,31 @@ fn signatures(c: &mut Criterion) {
             black_box(hits)
         })
     });
+    g.bench_function("scan_http_corpus_prefilter", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            for r in &reqs {
+                hits += pre.scan_requests(black_box(r)).is_some() as usize;
+            }
+            black_box(hits)
+        })
+    });
+    for (name, part) in [
+        ("scan_benign", &reqs[..benign]),
+        ("scan_malicious", &reqs[benign..]),
+    ] {
+        g.throughput(Throughput::Bytes(bytes(part)));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut hits = 0;
+                for r in part {
+                    hits += scanner.scan_requests(black_box(r)).is_some() as usize;
+                }
+                black_box(hits)
+            })
+        });
+    }
+    g.throughput(Throughput::Bytes(bytes(&reqs)));
     // The same corpus with more rule files, e.g. ET Open's web rules (not
     // in the repository): FLOWGATE_BENCH_RULES=a.rules:b.rules.
     if let Ok(files) = std::env::var("FLOWGATE_BENCH_RULES") {

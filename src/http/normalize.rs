@@ -103,37 +103,59 @@ impl Normalizer {
 
     /// Normalizes the next piece, appending to `out`.
     pub fn push(&mut self, raw: &[u8], out: &mut Vec<u8>, s: &mut Scratch) {
-        s.a.clear();
-        self.first.push(raw, &mut s.a);
-        s.b.clear();
-        self.second.push(&s.a, &mut s.b);
-        let folded_from = if self.json {
-            s.c.clear();
-            self.unescape.push(&s.b, &mut s.c);
-            &s.c
-        } else {
-            &s.b
-        };
-        self.fold.push(folded_from, out);
+        let mut d = std::mem::take(&mut s.c);
+        d.clear();
+        self.decode_push(raw, &mut d, s);
+        self.fold.push(&d, out);
+        s.c = d;
     }
 
     /// Ends the buffer: flushes held-back bytes (an incomplete escape is
     /// kept literally; a comment left open leaves its marker).
     pub fn finish(&mut self, out: &mut Vec<u8>, s: &mut Scratch) {
+        let mut d = std::mem::take(&mut s.c);
+        d.clear();
+        self.decode_finish(&mut d, s);
+        self.fold.push(&d, out);
+        self.fold.finish(out);
+        s.c = d;
+    }
+
+    /// The decoding stages alone (percent-decoding twice, JSON escapes):
+    /// appends to `out` exactly the bytes [`Normalizer::push`] hands to the
+    /// case/comment/whitespace folder. Folding only lowercases, turns
+    /// whitespace and comments into one space and drops comment content,
+    /// so a run of non-whitespace bytes in the normalized output is a
+    /// substring (ASCII case aside) of these decoded bytes: the signature
+    /// prefilter relies on that. Use one normalizer either for `push` or
+    /// for `decode_push`, not both.
+    pub fn decode_push(&mut self, raw: &[u8], out: &mut Vec<u8>, s: &mut Scratch) {
+        s.a.clear();
+        self.first.push(raw, &mut s.a);
+        if self.json {
+            s.b.clear();
+            self.second.push(&s.a, &mut s.b);
+            self.unescape.push(&s.b, out);
+        } else {
+            self.second.push(&s.a, out);
+        }
+    }
+
+    /// Ends a buffer fed through [`Normalizer::decode_push`]: appends the
+    /// decoded bytes held back (what [`Normalizer::finish`] would fold).
+    pub fn decode_finish(&mut self, out: &mut Vec<u8>, s: &mut Scratch) {
         s.a.clear();
         self.first.finish(&mut s.a);
-        s.b.clear();
-        self.second.push(&s.a, &mut s.b);
-        self.second.finish(&mut s.b);
         if self.json {
-            s.c.clear();
-            self.unescape.push(&s.b, &mut s.c);
-            self.unescape.finish(&mut s.c);
-            self.fold.push(&s.c, out);
+            s.b.clear();
+            self.second.push(&s.a, &mut s.b);
+            self.second.finish(&mut s.b);
+            self.unescape.push(&s.b, out);
+            self.unescape.finish(out);
         } else {
-            self.fold.push(&s.b, out);
+            self.second.push(&s.a, out);
+            self.second.finish(out);
         }
-        self.fold.finish(out);
     }
 }
 
@@ -447,15 +469,36 @@ impl Fold {
         let mut i = 0;
         while i < raw.len() {
             if self.state == FoldState::Text {
-                // Fast path: a run of ordinary bytes is only lowercased.
+                // Fast path: a run the state machine would only lowercase —
+                // ordinary bytes, a single ' ' after a non-space, and a `/`
+                // `*` or `-` whose next byte (in this piece) opens no
+                // comment — is copied lowercased in one go.
                 let start = i;
-                while i < raw.len() && !SPECIAL[raw[i] as usize] {
+                let mut space = self.last_space;
+                while let Some(&c) = raw.get(i) {
+                    if !SPECIAL[c as usize] {
+                        space = false;
+                    } else if c == b' ' && !space {
+                        space = true;
+                    } else if matches!(
+                        (c, raw.get(i + 1)),
+                        (b'/', Some(&n)) if n != b'*'
+                    ) || matches!((c, raw.get(i + 1)), (b'*', Some(&n)) if n != b'/')
+                        || matches!((c, raw.get(i + 1)), (b'-', Some(&n)) if n != b'-')
+                    {
+                        space = false;
+                    } else {
+                        break;
+                    }
                     i += 1;
                 }
                 if i > start {
-                    out.extend(raw[start..i].iter().map(u8::to_ascii_lowercase));
-                    self.last_space = false;
-                    self.last_sig = raw[i - 1].to_ascii_lowercase();
+                    let run = &raw[start..i];
+                    out.extend(run.iter().map(u8::to_ascii_lowercase));
+                    self.last_space = space;
+                    if let Some(&b) = run.iter().rev().find(|&&b| b != b' ') {
+                        self.last_sig = b.to_ascii_lowercase();
+                    }
                     continue;
                 }
             }
@@ -663,6 +706,28 @@ mod tests {
             r#"{"q":"1' or '1'='1"}"#
         );
         assert_eq!(norm_with(br#"a\"b\\c\nd\q"#, Norm::JSON), r#"a"b\c d\q"#);
+    }
+
+    proptest::proptest! {
+        /// The folder's fast path (runs copied in one go, decided with a
+        /// byte of lookahead) gives what the byte-at-a-time state machine
+        /// gives: one piece per byte never takes the lookahead.
+        #[test]
+        fn fast_path_equals_byte_at_a_time(
+            input in proptest::collection::vec(proptest::sample::select(
+                b"aZ1 \t\n\r\x00\x0b/*-#!5'%+\\u".to_vec()), 0..80),
+            json in proptest::bool::ANY,
+        ) {
+            let how = if json { Norm::JSON } else { Norm::FORM };
+            let whole = norm_with(&input, how);
+            let (mut o, mut s) = (Vec::new(), Scratch::default());
+            let mut n = Normalizer::new(how);
+            for b in &input {
+                n.push(std::slice::from_ref(b), &mut o, &mut s);
+            }
+            n.finish(&mut o, &mut s);
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&o), whole);
+        }
     }
 
     /// Every way of cutting a buffer in two gives the same output as the

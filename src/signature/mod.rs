@@ -7,6 +7,7 @@
 //! a pointer swap plus one scratch allocation per shard.
 
 pub mod native;
+mod prefilter;
 pub mod suricata;
 pub mod verify;
 
@@ -17,6 +18,7 @@ use hyperscan::{
     BlockDatabase, Builder, Matching, Pattern, PatternFlags, Patterns, Scratch, Stream,
     StreamingDatabase,
 };
+use prefilter::{Prefilter, View as PreView};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -218,6 +220,10 @@ pub struct SignatureSet {
     raw: Option<StreamingDatabase>,
     /// Tells sets apart: a flow's saved stream state belongs to one set.
     generation: u64,
+    /// Literal prefilter of the normalized patterns (uri, headers, body):
+    /// a view is normalized and scanned only when some pattern's tokens
+    /// are in its decoded bytes. `None`: every view takes the full path.
+    pre: Option<Prefilter>,
     /// Suricata rules: prefilter databases and exact verification.
     suri: SuriSet,
     /// Rules Hyperscan refused (each alone, or found by isolating it in a
@@ -474,6 +480,7 @@ impl SignatureSet {
             body: None,
             raw: None,
             generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            pre: None,
             suri: SuriSet::default(),
             rejected: Vec::new(),
             dead: Vec::new(),
@@ -481,6 +488,8 @@ impl SignatureSet {
         let (mut head, mut body, mut raw): (DbPatterns, DbPatterns, DbPatterns) =
             Default::default();
         let mut pre: Vec<DbPatterns> = (0..N_VIEWS).map(|_| DbPatterns::default()).collect();
+        // Normalized patterns and their views, for the literal prefilter.
+        let mut gated: Vec<(usize, String, &'static [PreView])> = Vec::new();
         let mut origins: Vec<(String, RuleId)> = Vec::new();
         for rule in rules {
             let ri = set.rules.len();
@@ -557,7 +566,17 @@ impl SignatureSet {
             let meta = book.insert(rule.meta).map_err(CompileError::DuplicateId)?;
             let mut mine = Vec::new();
             for (pi, (c, mut p)) in rule.conds.iter().zip(pats).enumerate() {
+                let views: &'static [PreView] = match c.buffer {
+                    Buffer::Uri => &[PreView::Uri],
+                    Buffer::Headers => &[PreView::Headers],
+                    Buffer::Body => &[PreView::Body],
+                    Buffer::Any => &[PreView::Uri, PreView::Headers, PreView::Body],
+                    Buffer::Request => &[],
+                };
                 let id = set.conds.len();
+                if !views.is_empty() {
+                    gated.push((id, c.pattern.clone(), views));
+                }
                 set.conds.push((ri, c.buffer));
                 mine.push(id);
                 p.id = Some(id);
@@ -580,6 +599,9 @@ impl SignatureSet {
             set.rules.push((meta, rule.action, rule.reason));
         }
         set.dead = vec![false; set.rules.len()];
+        let gated: Vec<(usize, &str, &[PreView])> =
+            gated.iter().map(|(i, p, v)| (*i, p.as_str(), *v)).collect();
+        set.pre = Prefilter::build(&gated);
         let mut bad = Vec::new();
         let (db, b) = head.build()?;
         set.head = db;
@@ -685,7 +707,41 @@ pub struct RequestScan {
     /// What `shead` and `sbody` hold, counted against the shard's
     /// [`SURI_HOLD_BUDGET`] and given back when dropped.
     sheld: Option<Held>,
+    /// The body while the prefilter has found no candidate in it: not yet
+    /// normalized nor scanned (see [`Pending`]). `None` once the body
+    /// takes the full path, or when there is no prefilter.
+    pending: Option<Box<Pending>>,
 }
+
+/// A request body the literal prefilter has not found a candidate in yet.
+/// Its raw bytes are kept (at most [`PENDING_MAX`], within the shard's
+/// [`PENDING_BUDGET`]); when a candidate appears, or the limit is reached,
+/// they are normalized and scanned in one step and the body continues on
+/// the full path. No pattern can have matched in the bytes kept (their
+/// decoded form lacks its tokens), so the first hit is the same, on the
+/// same segment, as when every segment is scanned as it arrives.
+#[derive(Debug)]
+struct Pending {
+    /// Raw body bytes (chunked coding removed) kept so far.
+    raw: Vec<u8>,
+    /// Decoding stages run over the body, for the prefilter.
+    dec: Normalizer,
+    /// Tokens seen in the decoded body so far (bitset).
+    seen: prefilter::Seen,
+    /// Last decoded bytes (fewer than a token's length), so a token cut by
+    /// a segment boundary is still found.
+    carry: Vec<u8>,
+    /// `raw` counted against the shard's budget.
+    held: Held,
+}
+
+/// Raw body bytes one request may keep while the prefilter has found no
+/// candidate in its body.
+pub const PENDING_MAX: usize = 4096;
+
+/// Raw body bytes one shard's flows may keep in all as [`PENDING_MAX`]
+/// allows. Past it, bodies take the full path at once (same results).
+pub const PENDING_BUDGET: usize = 16 << 20;
 
 /// Bytes one shard's flows may hold for Suricata body rules (kept heads
 /// and body prefixes). A request that would exceed it is not verified by
@@ -701,11 +757,11 @@ struct Held {
 }
 
 impl Held {
-    fn take(&mut self, n: usize) -> bool {
+    fn take(&mut self, n: usize, budget: usize) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         // One shard thread owns every handle: load-then-store is not racy.
         let used = self.used.load(Relaxed);
-        if used.saturating_add(n) > SURI_HOLD_BUDGET {
+        if used.saturating_add(n) > budget {
             return false;
         }
         self.used.store(used + n, Relaxed);
@@ -733,6 +789,9 @@ impl RequestScan {
             + self.partial.capacity() * 4
             + self.sbody.capacity()
             + self.shead.as_ref().map_or(0, |h| h.0.capacity())
+            + self.pending.as_ref().map_or(0, |p| {
+                p.raw.capacity() + p.carry.capacity() + size_of::<Pending>()
+            })
     }
 }
 
@@ -780,6 +839,29 @@ pub struct Scanner {
     /// Threshold state per (rule index, source); bounded by
     /// [`THRESHOLD_ENTRIES`].
     thresholds: std::collections::HashMap<(usize, IpAddr), Option<ThresholdState>>,
+    /// Use the literal prefilter ([`Scanner::set_prefilter`]).
+    pre_on: bool,
+    /// Prefilter tokens seen in the head view being checked.
+    seen: prefilter::Seen,
+    /// Decoded bytes for the prefilter.
+    dec: Vec<u8>,
+    /// Bytes kept by this shard's pending bodies ([`PENDING_BUDGET`]).
+    pend_held: Arc<std::sync::atomic::AtomicUsize>,
+    /// Heads and bodies the prefilter let skip normalization and the full
+    /// scan.
+    pre_skips: (u64, u64),
+    /// Prefilter candidates (condition indices) in the head's target and
+    /// header fields.
+    cand_uri: Vec<usize>,
+    cand_hdr: Vec<usize>,
+}
+
+/// How a head is scanned, as its prefilter candidates say.
+enum HeadPlan {
+    /// No candidate: no normalized pattern can match.
+    Skip,
+    /// Normalized and scanned with the whole head database.
+    Full,
 }
 
 /// Threshold entries per shard. When full, entries whose window has passed
@@ -826,7 +908,8 @@ impl Scanner {
             .map_err(err)?;
         }
         let mut packed = 0;
-        for db in set.suri.pre.iter().flatten() {
+        let pre_db = set.pre.as_ref().map(|p| &p.db);
+        for db in set.suri.pre.iter().flatten().chain(pre_db) {
             grow(&|| db.alloc_scratch(), &|s| {
                 db.realloc_scratch(s).map(|_| ())
             })
@@ -862,6 +945,13 @@ impl Scanner {
             held: Default::default(),
             packet: (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             thresholds: Default::default(),
+            pre_on: false,
+            seen: Default::default(),
+            dec: Vec::new(),
+            pend_held: Default::default(),
+            pre_skips: (0, 0),
+            cand_uri: Vec::new(),
+            cand_hdr: Vec::new(),
             set,
         })
     }
@@ -869,6 +959,28 @@ impl Scanner {
     /// The rule set this scanner matches with.
     pub fn set(&self) -> &Arc<SignatureSet> {
         &self.set
+    }
+
+    /// Turns the literal prefilter on or off (the default). Either way the
+    /// hits are the same; on, a head or body whose decoded bytes lack every
+    /// pattern's tokens is neither normalized nor scanned. Off by default:
+    /// with the built-in rules 83 % of the corpus heads hold some rule's
+    /// tokens (quotes, `=`, `or`), and the prefilter scan costs more than
+    /// the skips save (perf/RESULTS.md, "Signature prefilter").
+    pub fn set_prefilter(&mut self, on: bool) {
+        self.pre_on = on;
+    }
+
+    /// Whether the set has a literal prefilter (every normalized pattern
+    /// yielded a condition).
+    pub fn has_prefilter(&self) -> bool {
+        self.set.pre.is_some()
+    }
+
+    /// Request heads, and request bodies, that the prefilter let skip
+    /// normalization and the full scan, since the scanner was made.
+    pub fn prefilter_skips(&self) -> (u64, u64) {
+        self.pre_skips
     }
 
     /// Scans that failed since the last call (the engine adds them to its
@@ -922,13 +1034,122 @@ impl Scanner {
         }));
         rs.shead = None;
         rs.sbody.clear();
-        let Some(scratch) = self.scratch.as_ref() else {
+        rs.pending = None;
+        if self.scratch.is_none() {
             return self.suri_head(rs, buf, head);
+        }
+        let pre = self.pre_on && self.set.pre.is_some();
+        if pre && self.set.body.is_some() {
+            rs.pending = Some(Box::new(Pending {
+                raw: Vec::new(),
+                dec: Normalizer::new(match head.body_kind {
+                    BodyKind::Json => Norm::JSON,
+                    BodyKind::Form => Norm::FORM,
+                    BodyKind::Other => Norm::PLAIN,
+                }),
+                seen: Default::default(),
+                carry: Vec::new(),
+                held: Held {
+                    used: self.pend_held.clone(),
+                    n: 0,
+                },
+            }));
+        }
+        self.found.clear();
+        let plan = if pre {
+            self.head_prefilter(buf, head)
+        } else {
+            HeadPlan::Full
         };
+        match plan {
+            HeadPlan::Skip => self.pre_skips.0 += 1,
+            HeadPlan::Full => self.scan_head(buf, head),
+        }
+        let hit = self.settle(rs, None);
+        if hit.is_some() {
+            return hit;
+        }
+        self.stream(rs, Which::Raw, buf, false);
+        let hit = self.settle(rs, Some(buf));
+        if hit.is_some() {
+            return hit;
+        }
+        self.suri_head(rs, buf, head)
+    }
+
+    /// Which normalized patterns' prefilter conditions hold in the decoded
+    /// target and header fields (into `cand_uri`, `cand_hdr`), and so how
+    /// to scan the head.
+    fn head_prefilter(&mut self, buf: &[u8], head: &Head) -> HeadPlan {
+        self.cand_uri.clear();
+        self.cand_hdr.clear();
+        let (Some(pre), Some(scratch)) = (self.set.pre.as_ref(), self.scratch.as_ref()) else {
+            return HeadPlan::Full;
+        };
+        let seen = &mut self.seen;
+        *seen = Default::default();
+        if pre.has(PreView::Uri) {
+            let target = buf.get(head.target.0..head.target.1).unwrap_or(&[]);
+            // Without '%' decoding changes at most '+' into a space: the
+            // raw bytes hold every token the decoded ones do.
+            let data: &[u8] = if memchr::memchr(b'%', target).is_none() {
+                target
+            } else {
+                self.dec.clear();
+                let mut n = Normalizer::new(Norm::FORM);
+                n.decode_push(target, &mut self.dec, &mut self.norm);
+                n.decode_finish(&mut self.dec, &mut self.norm);
+                &self.dec
+            };
+            if !pre_scan(pre, scratch, data, seen) {
+                return HeadPlan::Full;
+            }
+            pre.candidates(PreView::Uri, seen, &mut self.cand_uri);
+        }
+        if pre.has(PreView::Headers) && !head.fields.is_empty() {
+            *seen = Default::default();
+            // All fields at once when no byte needs decoding (tokens hold
+            // no whitespace, so none spans two lines).
+            let region = match (head.fields.first(), head.fields.last()) {
+                (Some(a), Some(z)) => buf.get(a.name.0..z.value.1),
+                _ => None,
+            };
+            let data: &[u8] = match region {
+                Some(r) if memchr::memchr(b'%', r).is_none() => r,
+                _ => {
+                    self.dec.clear();
+                    for f in &head.fields {
+                        let line = buf.get(f.name.0..f.value.1).unwrap_or(&[]);
+                        let mut n = Normalizer::new(Norm::PLAIN);
+                        n.decode_push(line, &mut self.dec, &mut self.norm);
+                        n.decode_finish(&mut self.dec, &mut self.norm);
+                        self.dec.push(b'\n');
+                    }
+                    &self.dec
+                }
+            };
+            if !pre_scan(pre, scratch, data, seen) {
+                return HeadPlan::Full;
+            }
+            pre.candidates(PreView::Headers, seen, &mut self.cand_hdr);
+        }
+        if self.cand_uri.is_empty() && self.cand_hdr.is_empty() {
+            HeadPlan::Skip
+        } else {
+            HeadPlan::Full
+        }
+    }
+
+    /// Normalizes the request target into `uri`.
+    fn norm_uri(&mut self, buf: &[u8], head: &Head) {
         let target = buf.get(head.target.0..head.target.1).unwrap_or(&[]);
         http::normalize(target, Norm::FORM, &mut self.uri, &mut self.norm);
-        // Fields one per line, joined by '\n', so the end of a value stays
-        // visible (`User-Agent: x' --`) and comments cannot span fields.
+    }
+
+    /// Normalizes the header fields into `headers`: one per line, joined by
+    /// '\n', so the end of a value stays visible (`User-Agent: x' --`) and
+    /// comments cannot span fields.
+    fn norm_headers(&mut self, buf: &[u8], head: &Head) {
         self.headers.clear();
         for f in &head.fields {
             let line = buf.get(f.name.0..f.value.1).unwrap_or(&[]);
@@ -936,7 +1157,19 @@ impl Scanner {
             self.headers.extend_from_slice(&self.line);
             self.headers.push(b'\n');
         }
-        self.found.clear();
+    }
+
+    /// The full path for a head: normalizes the target and the header
+    /// fields and scans them with the head database.
+    fn scan_head(&mut self, buf: &[u8], head: &Head) {
+        if self.scratch.is_none() {
+            return;
+        }
+        self.norm_uri(buf, head);
+        self.norm_headers(buf, head);
+        let Some(scratch) = self.scratch.as_ref() else {
+            return;
+        };
         if let Some(db) = &self.set.head {
             for (which, data) in [(Buffer::Uri, &self.uri), (Buffer::Headers, &self.headers)] {
                 if data.is_empty() {
@@ -952,16 +1185,6 @@ impl Scanner {
                 }
             }
         }
-        let hit = self.settle(rs, None);
-        if hit.is_some() {
-            return hit;
-        }
-        self.stream(rs, Which::Raw, buf, false);
-        let hit = self.settle(rs, Some(buf));
-        if hit.is_some() {
-            return hit;
-        }
-        self.suri_head(rs, buf, head)
     }
 
     /// Suricata rules at a request's head: verifies those without a body
@@ -979,7 +1202,7 @@ impl Scanner {
                 used: self.held.clone(),
                 n: 0,
             };
-            if held.take(buf.len()) {
+            if held.take(buf.len(), SURI_HOLD_BUDGET) {
                 rs.shead = Some(Box::new((buf.to_vec(), head.clone())));
                 rs.sheld = Some(held);
             } else {
@@ -995,7 +1218,11 @@ impl Scanner {
         rs.shead.as_ref()?;
         let room = verify::BODY_LIMIT.saturating_sub(rs.sbody.len());
         let n = room.min(data.len());
-        if !rs.sheld.as_mut().is_some_and(|h| h.take(n)) {
+        if !rs
+            .sheld
+            .as_mut()
+            .is_some_and(|h| h.take(n, SURI_HOLD_BUDGET))
+        {
             rs.shead = None;
             rs.sbody = Vec::new();
             rs.sheld = None;
@@ -1138,7 +1365,14 @@ impl Scanner {
     pub fn body(&mut self, rs: &mut RequestScan, data: &[u8]) -> Option<Hit> {
         if rs.generation != self.set.generation {
             // The rules were reloaded mid-request: the saved state belongs
-            // to the old databases. Continue with fresh streams.
+            // to the old databases. Continue with fresh streams (and the
+            // normalizer past the bytes a pending body kept).
+            if let (Some(p), Some(n)) = (rs.pending.take(), rs.norm.as_mut()) {
+                let mut sink = std::mem::take(&mut self.body_out);
+                sink.clear();
+                n.push(&p.raw, &mut sink, &mut self.norm);
+                self.body_out = sink;
+            }
             *rs = RequestScan {
                 generation: self.set.generation,
                 norm: rs.norm.take(),
@@ -1146,6 +1380,38 @@ impl Scanner {
                 ..Default::default()
             };
         }
+        let hit = match rs.pending.take() {
+            Some(mut p) => {
+                if self.pending_keep(&mut p, data) {
+                    rs.pending = Some(p);
+                    None
+                } else {
+                    // A candidate (or the limit): catch up on the kept
+                    // bytes and this segment in one step, then stay on
+                    // the full path.
+                    let mut joined = std::mem::take(&mut p.raw);
+                    drop(p);
+                    joined.extend_from_slice(data);
+                    self.body_norm(rs, &joined)
+                }
+            }
+            None => self.body_norm(rs, data),
+        };
+        if hit.is_some() {
+            return hit;
+        }
+        self.found.clear();
+        self.stream(rs, Which::Raw, data, false);
+        let hit = self.settle(rs, Some(data));
+        if hit.is_some() {
+            return hit;
+        }
+        self.suri_body(rs, data)
+    }
+
+    /// The full path for body bytes: normalizes them into the body stream
+    /// and returns the first rule now complete.
+    fn body_norm(&mut self, rs: &mut RequestScan, data: &[u8]) -> Option<Hit> {
         let mut out = std::mem::take(&mut self.body_out);
         out.clear();
         out.extend_from_slice(&rs.tail);
@@ -1161,32 +1427,79 @@ impl Scanner {
         rs.tail
             .extend_from_slice(&out[out.len().saturating_sub(EXCERPT)..]);
         self.body_out = out;
-        if hit.is_some() {
-            return hit;
+        hit
+    }
+
+    /// Prefilters a pending body's next segment. True: still no candidate,
+    /// and the segment is kept; false: the body must take the full path
+    /// now (a candidate, the size limit or the budget, a failed scan).
+    fn pending_keep(&mut self, p: &mut Pending, data: &[u8]) -> bool {
+        let (Some(pre), Some(scratch)) = (self.set.pre.as_ref(), self.scratch.as_ref()) else {
+            return false;
+        };
+        self.dec.clear();
+        self.dec.extend_from_slice(&p.carry);
+        p.dec.decode_push(data, &mut self.dec, &mut self.norm);
+        if !pre_scan(pre, scratch, &self.dec, &mut p.seen) || pre.candidate(PreView::Body, &p.seen)
+        {
+            return false;
         }
-        self.found.clear();
-        self.stream(rs, Which::Raw, data, false);
-        let hit = self.settle(rs, Some(data));
-        if hit.is_some() {
-            return hit;
+        if p.raw.len() + data.len() > PENDING_MAX || !p.held.take(data.len(), PENDING_BUDGET) {
+            return false;
         }
-        self.suri_body(rs, data)
+        p.raw.extend_from_slice(data);
+        p.carry.clear();
+        let keep = prefilter::MAX_TOKEN - 1;
+        p.carry
+            .extend_from_slice(&self.dec[self.dec.len().saturating_sub(keep)..]);
+        true
+    }
+
+    /// Ends a pending body: true if its decoded bytes, the held-back ones
+    /// included, hold no candidate (no pattern can match the body).
+    fn pending_clean(&mut self, p: &mut Pending) -> bool {
+        let (Some(pre), Some(scratch)) = (self.set.pre.as_ref(), self.scratch.as_ref()) else {
+            return false;
+        };
+        self.dec.clear();
+        self.dec.extend_from_slice(&p.carry);
+        p.dec.decode_finish(&mut self.dec, &mut self.norm);
+        pre_scan(pre, scratch, &self.dec, &mut p.seen) && !pre.candidate(PreView::Body, &p.seen)
     }
 
     /// Ends the current request: flushes the normalizer and lets patterns
     /// anchored at the end (`$`) match. Frees the streams' state.
     pub fn end(&mut self, rs: &mut RequestScan) -> Option<Hit> {
+        let mut hit = None;
+        // A body the prefilter found no candidate in is neither normalized
+        // nor scanned; one it did is caught up first.
+        let mut clean = false;
+        if let Some(mut p) = rs.pending.take() {
+            if rs.generation == self.set.generation {
+                if self.pending_clean(&mut p) {
+                    clean = true;
+                    self.pre_skips.1 += 1;
+                } else {
+                    let raw = std::mem::take(&mut p.raw);
+                    drop(p);
+                    hit = self.body_norm(rs, &raw);
+                }
+            }
+        }
         let mut out = std::mem::take(&mut self.body_out);
         out.clear();
         out.extend_from_slice(&rs.tail);
         let shift = out.len();
         if let Some(mut n) = rs.norm.take() {
-            n.finish(&mut out, &mut self.norm);
+            if !clean {
+                n.finish(&mut out, &mut self.norm);
+            }
         }
-        let mut hit = None;
-        if rs.generation == self.set.generation {
+        if rs.generation == self.set.generation && hit.is_none() {
             self.found.clear();
-            self.stream(rs, Which::Body, &out[shift..], true);
+            if !clean {
+                self.stream(rs, Which::Body, &out[shift..], true);
+            }
             self.shift_found(shift);
             hit = self.settle(rs, Some(&out));
             if hit.is_none() {
@@ -1341,6 +1654,24 @@ impl Scanner {
             }
         }
     }
+}
+
+/// Scans decoded bytes with the prefilter's token database, setting the
+/// bits of the tokens found in `seen`. False if the scan failed (the
+/// caller then takes the full path).
+fn pre_scan(pre: &Prefilter, scratch: &Scratch, data: &[u8], seen: &mut [u64]) -> bool {
+    if data.is_empty() {
+        return true;
+    }
+    pre.db
+        .scan(data, scratch, |id, _, _, _| {
+            let i = id as usize;
+            if let Some(w) = seen.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+            Matching::Continue
+        })
+        .is_ok()
 }
 
 /// Notes a match of condition `id` in `buffer` if the condition applies to
