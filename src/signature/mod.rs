@@ -6,6 +6,7 @@
 //! with its Hyperscan scratch and reusable buffers. Swapping in a new set is
 //! a pointer swap plus one scratch allocation per shard.
 
+mod cache;
 pub mod native;
 mod prefilter;
 pub mod suricata;
@@ -362,7 +363,9 @@ impl DbPatterns {
             if self.pats.is_empty() {
                 return Ok((None, bad));
             }
-            let err = match Patterns(self.pats.clone()).build::<T>() {
+            let pats = &self.pats;
+            let err = match cache::load_or_build::<T>(pats, || Patterns(pats.clone()).build::<T>())
+            {
                 Ok(db) => return Ok((Some(db), bad)),
                 Err(e) => e,
             };
