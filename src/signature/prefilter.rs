@@ -398,7 +398,10 @@ impl Prefilter {
         if tokens.len() > WORDS * 64 {
             return None;
         }
-        let db: BlockDatabase = Patterns(pats).build().ok()?;
+        // Built at every start whether or not it is used: cached like the
+        // rule databases.
+        let db: BlockDatabase =
+            super::cache::load_or_build(&pats, || Patterns(pats.clone()).build()).ok()?;
         Some(Prefilter {
             db,
             conds,
