@@ -15,6 +15,7 @@
 #                      (`flowgate ctl block`, shard + kernel): every packet dropped by flowgate_xdp
 #                      at the driver
 # MODES (env) picks the modes and their order per run, default the first four.
+# LIVE_ARGS (env): extra flags for every `flowgate live`, e.g. "--set live.pin_threads=false".
 # LATENCY=1 (env): flowgate runs with /metrics on 127.0.0.1:9464 in the gateway namespace and
 # the per-packet latency quantiles (flowgate_packet_latency_seconds) are scraped before it stops.
 # Usage: perf/live-inline.sh [PACKETS] [RUNS] [PPS]   (root; addresses in 198.18.0.0/15)
@@ -61,7 +62,7 @@ BPF=/tmp/fgbench-bpf
 # Our own control socket: the default /run/flowgate/control.sock may belong to another run.
 CTL=/tmp/fgbench-ctl.sock
 cleanup() {
-  pkill -f "flowgate live --ingress fbGA" 2>/dev/null || true
+  pkill -f " live --ingress fbGA" 2>/dev/null || true
   for n in $A $G $V; do ip netns del $n 2>/dev/null || true; done
   umount $BPF 2>/dev/null || true
 }
@@ -109,7 +110,7 @@ live() { # extra flags...
   local metrics=(--no-metrics)
   [ -n "$LATENCY" ] && metrics=(--metrics-listen 127.0.0.1:9464 --set metrics.interval=\"200ms\")
   ip netns exec $G $FG live --ingress fbGA --egress fbGB --pin-dir $BPF/fg --alerts /tmp/fgbench-alerts.jsonl \
-    "${metrics[@]}" --set "control.socket=\"$CTL\"" --detach-on-exit "$@" >/tmp/fgbench-live.log 2>&1 &
+    "${metrics[@]}" --set "control.socket=\"$CTL\"" --detach-on-exit ${LIVE_ARGS:-} "$@" >/tmp/fgbench-live.log 2>&1 &
   for _ in $(seq 100); do grep -q "inline between" /tmp/fgbench-live.log && return; sleep 0.1; done
   cat /tmp/fgbench-live.log; exit 1
 }
@@ -143,7 +144,7 @@ if b:
           % (mode, total, qb(0.5) * 1e6, qb(0.99) * 1e6, qb(0.999) * 1e6))
 ' "$1"
 }
-stop_live() { pkill -TERM -f "flowgate live --ingress fbGA"; while pgrep -f "flowgate live --ingress fbGA" >/dev/null; do sleep 0.1; done; }
+stop_live() { pkill -TERM -f " live --ingress fbGA"; while pgrep -f " live --ingress fbGA" >/dev/null; do sleep 0.1; done; }
 
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)); commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bpf || echo +dirty); $PACKETS packets per run, $RUNS runs, sender ${PACE[*]}; modes $MODES"
 for run in $(seq "$RUNS"); do

@@ -126,7 +126,8 @@ pub struct LiveConfig {
     pub frames_per_queue: u32,
     /// Descriptors in each RX/TX/fill/completion ring (power of two).
     pub ring_size: u32,
-    /// Pin I/O and shard threads to cores (core_affinity).
+    /// Pin I/O and shard threads to cores (core_affinity), one core each;
+    /// with fewer cores than threads nothing is pinned (logged).
     pub pin_threads: bool,
     /// On a clean stop, detach the XDP program too. By default it stays as
     /// a wire (fail-open, or dropping with fail_closed) so a restart does

@@ -59,6 +59,10 @@ pub struct Slot<D> {
     port: u8,
     /// The shard's verdict: `true` forwards, `false` drops.
     pub allow: bool,
+    /// Receive time of the frame's RX round (wall clock ns): its packet
+    /// time. A batch held back while its shard is busy gathers frames of
+    /// several rounds, so this is per frame, not per batch.
+    pub ts: Ts,
 }
 
 /// Frames of one RX round for one shard, all from one I/O thread.
@@ -70,9 +74,11 @@ pub struct Batch<D> {
     pub io: usize,
     /// The shard it is for.
     shard: usize,
-    /// Receive time of the round (wall clock ns), the packets' time.
+    /// Receive time of the batch's first frame (wall clock ns); each
+    /// frame's own is [`Slot::ts`].
     pub ts: Ts,
-    /// Receive time of the round, for the verdict latency.
+    /// Receive time of the batch's first frame, for the verdict latency
+    /// (an upper bound for the batch's later frames).
     pub rx_at: Instant,
     slots: Vec<Slot<D>>,
 }
@@ -106,6 +112,9 @@ pub struct ShardGone(pub usize);
 pub struct Dispatch {
     /// Batches the shards took.
     pub sent: usize,
+    /// Batches kept filling because their shard had one waiting already
+    /// (see [`Ledger::dispatch_when`]).
+    pub held: usize,
     /// Batches a shard could not take (queue full, or its frame share
     /// used up); the queue-full policy applied to their frames.
     pub refused: usize,
@@ -209,6 +218,12 @@ impl<D: Copy> Ledger<D> {
         self.free.len()
     }
 
+    /// Frames received but not yet handed to a shard (a batch held back
+    /// while its shard is busy).
+    pub fn holding(&self) -> usize {
+        self.filling.iter().flatten().map(|b| b.slots.len()).sum()
+    }
+
     /// Allowed frames waiting for room on `port`'s TX ring.
     pub fn pending_tx(&self, port: usize) -> usize {
         self.pending_tx[port].len()
@@ -289,7 +304,7 @@ impl<D: Copy> Ledger<D> {
     }
 
     /// `port`'s RX ring returned `desc`, bound for shard `shard` (below the
-    /// shard count). It joins this round's batch for that shard; `ts` and
+    /// shard count). It joins the batch filling for that shard; `ts` and
     /// `rx_at` are the round's receive times.
     pub fn rx(&mut self, port: usize, desc: D, shard: usize, ts: Ts, rx_at: Instant) {
         self.anomalies += take_back(&mut self.on_fill[port], 1);
@@ -310,6 +325,7 @@ impl<D: Copy> Ledger<D> {
             frame: Frame(desc),
             port: port as u8,
             allow: false,
+            ts,
         });
     }
 
@@ -320,8 +336,29 @@ impl<D: Copy> Ledger<D> {
         self.pending_tx[1 - port].extend(descs.iter().map(|&d| Frame(d)));
     }
 
-    /// Hands this round's batches to their shards through `send`, in RX
-    /// order per shard (a shard gets one batch per round at most). A batch
+    /// [`dispatch_when`](Self::dispatch_when) with no shard busy: every
+    /// filling batch is offered now.
+    #[cfg(test)]
+    pub fn dispatch(
+        &mut self,
+        send: impl FnMut(usize, Batch<D>) -> Result<(), Refused<D>>,
+    ) -> Result<Dispatch, ShardGone> {
+        self.dispatch_when(send, |_| false)
+    }
+
+    /// Hands the filling batches to their shards through `send`, in RX
+    /// order per shard (a shard gets one batch per round at most).
+    ///
+    /// Adaptive batching: a batch below `batch_size` whose shard is
+    /// `busy` (it has a batch waiting in its queue already) is not sent
+    /// but kept filling, and goes when its shard's queue has emptied or
+    /// it is full. An idle shard gets every round's frames at once (no
+    /// latency added); a busy one gets fewer, larger batches instead of a
+    /// queue of small ones, so a shard that falls behind for a moment
+    /// catches up with less per-batch work and its queue does not fill
+    /// with a few frames per slot. Nothing is held once stopping.
+    ///
+    /// A batch
     /// a shard cannot take — `send` says its queue is full, or the shard
     /// already holds its share of the frames — is never kept waiting: the
     /// queue-full policy forwards its frames uninspected (to the other
@@ -329,9 +366,10 @@ impl<D: Copy> Ledger<D> {
     /// may leave before earlier frames of the same shard still being
     /// inspected. Errs (keeping every frame accounted for) when a shard is
     /// gone.
-    pub fn dispatch(
+    pub fn dispatch_when(
         &mut self,
         mut send: impl FnMut(usize, Batch<D>) -> Result<(), Refused<D>>,
+        busy: impl Fn(usize) -> bool,
     ) -> Result<Dispatch, ShardGone> {
         let mut out = Dispatch::default();
         let mut gone = None;
@@ -344,6 +382,11 @@ impl<D: Copy> Ledger<D> {
                 continue;
             }
             let frames = b.slots.len();
+            if frames < self.batch_size && self.stop_seen.is_none() && busy(sh) {
+                self.filling[sh] = Some(b);
+                out.held += 1;
+                continue;
+            }
             if self.at_shard[sh] + frames > self.shard_share && self.at_shard[sh] > 0 {
                 // As good as a full queue: the shard is not keeping up.
                 self.overflow(b, &mut out);
@@ -588,6 +631,47 @@ mod tests {
         let mut l = ledger(2, 1);
         assert_eq!(l.fill(0, 1, |_| 5), 1);
         assert!(l.check().is_err());
+    }
+
+    #[test]
+    fn a_busy_shard_gets_one_larger_batch_later() {
+        // 64 frames: each shard's share (16) is not what limits here.
+        let mut l = ledger(64, 2);
+        let t = Instant::now();
+        l.fill(0, 16, |d| d.len());
+        let mut sent = Vec::new();
+        // Round 1: shard 0 busy, shard 1 idle. Shard 1's frame goes now,
+        // shard 0's waits.
+        l.rx(0, Addr(15), 0, 10, t);
+        l.rx(0, Addr(14), 1, 10, t);
+        let d = l.dispatch_when(accept(&mut sent), |sh| sh == 0).unwrap();
+        assert_eq!((d.sent, d.held, l.holding()), (1, 1, 1));
+        assert_eq!(sent[0].0, 1);
+        // Round 2, still busy: the same batch grows, keeping each frame's
+        // own receive time.
+        l.rx(0, Addr(13), 0, 20, t);
+        let d = l.dispatch_when(accept(&mut sent), |sh| sh == 0).unwrap();
+        assert_eq!((d.sent, d.held, l.holding()), (0, 1, 2));
+        // Round 3: two more make it a full batch (size 4): sent though busy.
+        l.rx(0, Addr(12), 0, 30, t);
+        l.rx(0, Addr(11), 0, 30, t);
+        let d = l.dispatch_when(accept(&mut sent), |_| true).unwrap();
+        assert_eq!((d.sent, d.held, l.holding()), (1, 0, 0));
+        let (sh, b) = &sent[1];
+        assert_eq!((*sh, b.ts, addrs(b)), (0, 10, vec![15, 13, 12, 11]));
+        let ts: Vec<Ts> = b.slots.iter().map(|s| s.ts).collect();
+        assert_eq!(ts, [10, 20, 30, 30]);
+        // Held frames are accounted for, and stopping sends them at once.
+        l.rx(0, Addr(10), 0, 40, t);
+        assert_eq!(
+            l.dispatch_when(accept(&mut sent), |_| true).unwrap().held,
+            1
+        );
+        l.check().unwrap();
+        assert_eq!(l.poll_stop(true, 0, t), Step::Run);
+        let d = l.dispatch_when(accept(&mut sent), |_| true).unwrap();
+        assert_eq!((d.sent, d.held, l.holding()), (1, 0, 0));
+        l.check().unwrap();
     }
 
     #[test]
@@ -899,7 +983,9 @@ mod tests {
         Receive { port: usize, max: usize, salt: u64 },
         /// Batches to shards; the i-th offer is refused (queue full) if
         /// bit i of `refuse` is set, whatever the shard refused before.
-        Dispatch { refuse: u16 },
+        /// A shard whose bit is set in `busy` and that holds a batch
+        /// counts as busy (its queue not empty): its batch may be held.
+        Dispatch { refuse: u16, busy: u8 },
         /// A shard returns its oldest batch; bit i of `allow` is slot i's verdict.
         Verdict { shard: usize, allow: u64 },
         /// Up to `room` pending frames offered to TX; the ring takes `take`.
@@ -929,7 +1015,7 @@ mod tests {
                 max,
                 salt
             }),
-            any::<u16>().prop_map(|refuse| Op::Dispatch { refuse }),
+            (any::<u16>(), any::<u8>()).prop_map(|(refuse, busy)| Op::Dispatch { refuse, busy }),
             (0..SHARDS, any::<u64>()).prop_map(|(shard, allow)| Op::Verdict { shard, allow }),
             (port.clone(), 0..10usize, 0..10usize).prop_map(|(port, room, take)| Op::Transmit {
                 port,
@@ -983,7 +1069,7 @@ mod tests {
                 Op::Receive { port, max, salt } => {
                     self.receive(port, max, salt);
                 }
-                Op::Dispatch { refuse } => self.dispatch(refuse)?,
+                Op::Dispatch { refuse, busy } => self.dispatch(refuse, busy)?,
                 Op::Verdict { shard, allow } => {
                     if let Some(q) = self.shards.get_mut(shard) {
                         if let Some(mut b) = q.pop_front() {
@@ -1038,7 +1124,10 @@ mod tests {
             n
         }
 
-        fn dispatch(&mut self, mut refuse: u16) -> Result<(), TestCaseError> {
+        fn dispatch(&mut self, mut refuse: u16, busy: u8) -> Result<(), TestCaseError> {
+            let busy_now: Vec<bool> = (0..self.shards.len())
+                .map(|sh| busy >> sh & 1 == 1 && !self.shards[sh].is_empty())
+                .collect();
             let (shards, last_ts) = (&mut self.shards, &mut self.last_ts);
             let mut order = Ok(());
             let offered: usize = self
@@ -1051,30 +1140,34 @@ mod tests {
             let mut taken = 0;
             let free_before = self.ledger.free();
             let pending_before = self.ledger.pending_tx(0) + self.ledger.pending_tx(1);
-            let d = self.ledger.dispatch(|sh, b| {
-                let full = refuse & 1 == 1;
-                refuse = refuse.rotate_right(1);
-                if full {
-                    return Err(Refused::Full(b));
-                }
-                taken += b.slots.len();
-                // Each shard gets its batches in RX order.
-                if b.ts <= last_ts[sh] {
-                    order = Err(TestCaseError::fail(format!(
-                        "shard {sh}: batch {} after {}",
-                        b.ts, last_ts[sh]
-                    )));
-                }
-                last_ts[sh] = b.ts;
-                shards[sh].push_back(b);
-                Ok(())
-            });
+            let d = self.ledger.dispatch_when(
+                |sh, b| {
+                    let full = refuse & 1 == 1;
+                    refuse = refuse.rotate_right(1);
+                    if full {
+                        return Err(Refused::Full(b));
+                    }
+                    taken += b.slots.len();
+                    // Each shard gets its batches in RX order.
+                    if b.ts <= last_ts[sh] {
+                        order = Err(TestCaseError::fail(format!(
+                            "shard {sh}: batch {} after {}",
+                            b.ts, last_ts[sh]
+                        )));
+                    }
+                    last_ts[sh] = b.ts;
+                    shards[sh].push_back(b);
+                    Ok(())
+                },
+                |sh| busy_now[sh],
+            );
             let Ok(d) = d else {
                 return Err(TestCaseError::fail("no shard is gone"));
             };
             // Every frame offered went to a shard or through the policy,
             // and the policy's frames went where it says.
-            prop_assert_eq!(offered, taken + d.bypassed + d.dropped);
+            let held = self.ledger.holding();
+            prop_assert_eq!(offered, taken + d.bypassed + d.dropped + held);
             let pending_after = self.ledger.pending_tx(0) + self.ledger.pending_tx(1);
             match self.policy {
                 QueueFullPolicy::Bypass => {
@@ -1086,12 +1179,18 @@ mod tests {
                     prop_assert_eq!(self.ledger.free(), free_before + d.dropped);
                 }
             }
-            // No frame waits on a shard: RX never pauses.
-            prop_assert!(self.ledger.filling.iter().all(Option::is_none));
+            // A frame waits only in a batch below the batch size whose
+            // shard is busy; RX never pauses.
+            for (sh, b) in self.ledger.filling.iter().enumerate() {
+                if let Some(b) = b {
+                    prop_assert!(busy_now[sh] && b.slots.len() < 4, "held for shard {sh}");
+                }
+            }
+            prop_assert_eq!(d.held, self.ledger.filling.iter().flatten().count());
             prop_assert!(self.ledger.stuck.is_empty());
             self.bypassed += d.bypassed;
             self.dropped += d.dropped;
-            self.refused_frames += offered - taken;
+            self.refused_frames += offered - taken - held;
             order
         }
 
@@ -1166,12 +1265,12 @@ mod tests {
                         take: RING,
                     })?;
                 }
-                self.dispatch(0)?;
+                self.dispatch(0, 0)?;
                 let mut got = 0;
                 for p in 0..PORTS {
                     got += self.receive(p, usize::MAX, ms);
                 }
-                self.dispatch(0)?;
+                self.dispatch(0, 0)?;
                 self.check()?;
                 if let Step::Stop { unreturned } = self.ledger.poll_stop(true, got, now) {
                     prop_assert_eq!(unreturned, 0);

@@ -312,7 +312,14 @@ impl IoThread {
                 // Send whatever this round gathered: holding frames back to
                 // fill a batch would add latency. What a starved shard
                 // cannot take is bypassed or dropped here, never waited on.
-                match self.ledger.dispatch(|sh, b| send(&self.to_shard[sh], b)) {
+                // A shard with a batch still queued gets this round's frames
+                // later, in a larger batch (adaptive batching, see
+                // `Ledger::dispatch_when`).
+                let to_shard = &self.to_shard;
+                match self.ledger.dispatch_when(
+                    |sh, b| send(&to_shard[sh], b),
+                    |sh| !to_shard[sh].is_empty(),
+                ) {
                     Ok(d) => {
                         self.queue_full += d.refused as u64;
                         let n = (d.bypassed + d.dropped) as u64;
@@ -391,10 +398,13 @@ impl IoThread {
             } else if idle_rounds <= SPIN_ROUNDS {
                 // A busy line: the next frame or batch is a moment away.
                 std::thread::yield_now();
-            } else if self.ledger.on_tx(0) + self.ledger.on_tx(1) > 0 {
+            } else if self.ledger.on_tx(0) + self.ledger.on_tx(1) > 0 || self.ledger.holding() > 0 {
                 // Frames on a TX ring: completions are not pollable, and
-                // copy mode sends a bounded number per kick. Sleep briefly
-                // (still woken by RX or a returned batch) and kick again.
+                // copy mode sends a bounded number per kick. Or frames held
+                // for a busy shard: its queue empties without telling this
+                // thread when the batch ahead was another I/O thread's.
+                // Sleep briefly (still woken by RX or a returned batch) and
+                // look again.
                 self.park(Some(Duration::from_micros(20)));
             } else {
                 // Nothing to kick: RX or a returned batch wakes us; the

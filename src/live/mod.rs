@@ -505,9 +505,25 @@ fn run_attached(
         .spawn(move || sink.run())
         .map_err(os("sink thread"))?;
 
-    // Cores: I/O threads first, shards after, wrapping around.
+    // Cores: I/O threads first, shards after, one core each. With fewer
+    // cores than threads, pinning would put a shard on the core of an I/O
+    // thread that spins while traffic flows, and the shard would get that
+    // core only at the scheduler's slice granularity (measured on 2 CPUs
+    // with 1 queue and 2 shards: per-packet p50 1.0-1.3 ms pinned, 0.19-
+    // 0.26 ms unpinned, perf/RESULTS.md). Then the scheduler places them.
+    let threads = queues.max(1) + shards;
     let cores = if l.pin_threads {
-        core_affinity::get_core_ids().unwrap_or_default()
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        if ids.len() < threads {
+            tracing::info!(
+                "not pinning threads: {threads} I/O and shard threads for {} cores \
+                 (live.pin_threads needs a core per thread)",
+                ids.len()
+            );
+            Vec::new()
+        } else {
+            ids
+        }
     } else {
         Vec::new()
     };

@@ -98,7 +98,6 @@ impl Worker {
                 Some(ToShard::Batch(mut b)) => {
                     let started = Instant::now();
                     let umem = &self.shared.umems[b.io];
-                    let ts = b.ts;
                     for s in b.slots_mut() {
                         idx += 1;
                         // SAFETY: the frame came off this UMEM's RX ring and
@@ -110,7 +109,7 @@ impl Worker {
                         let data = data.contents();
                         let v = self.engine.process(&RawFrame {
                             idx,
-                            ts,
+                            ts: s.ts,
                             link: LinkType::Ethernet,
                             data,
                             wire_len: data.len() as u32,
