@@ -88,8 +88,9 @@ fn stop(rig: &mut Rig, live: usize, log: &str) -> std::process::ExitStatus {
 }
 
 /// One starved shard under each policy: shard 0 (the only one) sleeps
-/// 20 ms per batch, its queue holds one batch, and 1 500 UDP packets come
-/// at 1 000/s. Bypass: they reach the victim (uninspected, counted). Drop:
+/// 20 ms per batch, its queue holds one batch of at most 4 frames (so it
+/// takes at most 200 frames/s: adaptive batching cannot catch up by making
+/// batches larger), and 1 500 UDP packets come at 1 000/s. Bypass: they reach the victim (uninspected, counted). Drop:
 /// most do not, and the dropped ones are counted. RX never stops either way.
 #[test]
 fn starved_shard_bypasses_or_drops_per_policy_and_counts() {
@@ -107,6 +108,8 @@ fn starved_shard_bypasses_or_drops_per_policy_and_counts() {
                 "1",
                 "--set",
                 "engine.queue_batches=1",
+                "--set",
+                "engine.batch_size=4",
                 "--set",
                 &set,
             ],
