@@ -255,7 +255,11 @@ pub struct ShardEngine {
     next_sweep: Ts,
     /// Per-destination counts of this shard's sources, by (epoch start,
     /// destination), until the next timer tick hands them over.
-    victims: std::collections::HashMap<(Ts, std::net::IpAddr), crate::detect::victim::VictimCounts>,
+    victims: std::collections::HashMap<
+        (Ts, std::net::IpAddr),
+        crate::detect::victim::VictimCounts,
+        ahash::RandomState,
+    >,
     /// The allowlist changed in `set_config`: the next `handle_timeout`
     /// ends the episodes of sources it now covers.
     allowlist_pending: bool,
@@ -454,7 +458,9 @@ impl ShardEngine {
             events: Vec::new(),
             next_expiry: Ts::MAX,
             next_sweep: 0,
-            victims: Default::default(),
+            // Order never matters (`take_victims` sorts); the seed keeps the
+            // probe sequences secret.
+            victims: std::collections::HashMap::with_hasher(sharder.map_hasher()),
             allowlist_pending: false,
             rules: Arc::new(Ruleset::builtin_only()),
             cfg,
