@@ -8,6 +8,10 @@ use flowgate::packet::{self, LinkType};
 use flowgate::ruleset::Ruleset;
 use flowgate::shard::Sharder;
 use std::hint::black_box;
+
+#[path = "../tests/common/corpus.rs"]
+#[allow(dead_code)]
+mod corpus;
 use std::sync::Arc;
 
 fn frames(n: u64) -> Vec<(u64, Vec<u8>)> {
@@ -178,27 +182,9 @@ fn signatures(c: &mut Criterion) {
     pre.set_prefilter(true);
     let mut reqs: Vec<Vec<u8>> = Vec::new();
     let mut benign = 0;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for name in ["benign.jsonl", "sqli_malicious.jsonl"] {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/");
-        let text = std::fs::read_to_string(format!("{path}{name}")).expect("corpus");
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json");
-            let mut r = format!(
-                "{} {} HTTP/1.1\r\n",
-                v["method"].as_str().unwrap_or("GET"),
-                v["uri"].as_str().unwrap_or("/")
-            );
-            for h in v["headers"].as_array().into_iter().flatten() {
-                r += &format!(
-                    "{}: {}\r\n",
-                    h[0].as_str().unwrap_or(""),
-                    h[1].as_str().unwrap_or("")
-                );
-            }
-            r += "\r\n";
-            r += v["body"].as_str().unwrap_or("");
-            reqs.push(r.into_bytes());
-        }
+        reqs.extend(corpus::load(root, name).iter().map(|r| r.bytes()));
         if name == "benign.jsonl" {
             benign = reqs.len();
         }

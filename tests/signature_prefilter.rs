@@ -10,39 +10,13 @@ use flowgate::http::head;
 use flowgate::ruleset::Ruleset;
 use flowgate::signature::{Hit, RequestScan, Scanner};
 use proptest::prelude::*;
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Req {
-    method: String,
-    uri: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Req {
-    fn bytes(&self) -> Vec<u8> {
-        let mut s = format!("{} {} HTTP/1.1\r\n", self.method, self.uri);
-        for (k, v) in &self.headers {
-            s.push_str(&format!("{k}: {v}\r\n"));
-        }
-        s.push_str("\r\n");
-        s.push_str(&self.body);
-        s.into_bytes()
-    }
-}
 
 fn corpus() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for name in ["benign.jsonl", "sqli_malicious.jsonl"] {
-        let text = std::fs::read_to_string(common::root().join("tests/corpus").join(name))
-            .expect("corpus file");
-        for l in text.lines() {
-            let r: Req = serde_json::from_str(l).expect("corpus line");
-            out.push(r.bytes());
-        }
-    }
-    out
+    ["benign.jsonl", "sqli_malicious.jsonl"]
+        .iter()
+        .flat_map(|name| common::corpus::load(&common::root(), name))
+        .map(|r| r.bytes())
+        .collect()
 }
 
 fn scanner(prefilter: bool) -> Scanner {

@@ -5,36 +5,11 @@ mod common;
 use flowgate::config::Config;
 use flowgate::ruleset::Ruleset;
 use flowgate::signature::Scanner;
-use serde::Deserialize;
 
-#[derive(Deserialize)]
-struct Req {
-    id: String,
-    family: String,
-    method: String,
-    uri: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Req {
-    fn bytes(&self) -> Vec<u8> {
-        let mut s = format!("{} {} HTTP/1.1\r\n", self.method, self.uri);
-        for (k, v) in &self.headers {
-            s.push_str(&format!("{k}: {v}\r\n"));
-        }
-        s.push_str("\r\n");
-        s.push_str(&self.body);
-        s.into_bytes()
-    }
-}
+use common::corpus::Req;
 
 fn load(name: &str) -> Vec<Req> {
-    let text = std::fs::read_to_string(common::root().join("tests/corpus").join(name))
-        .expect("corpus file");
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("corpus line"))
-        .collect()
+    common::corpus::load(&common::root(), name)
 }
 
 fn scanner() -> Scanner {

@@ -40,16 +40,20 @@ fn dir() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".cache").join("flowgate"))
 }
 
-/// The CPU Hyperscan compiles for: model name and feature flags.
-fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_default()
-            .to_string()
-    };
-    format!("{}\n{}", field("model name"), field("flags"))
+/// The CPU Hyperscan compiles for: model name and feature flags. Read
+/// once per process (every database's key needs it).
+fn cpu() -> &'static str {
+    static CPU: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CPU.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default()
+                .to_string()
+        };
+        format!("{}\n{}", field("model name"), field("flags"))
+    })
 }
 
 /// The file name for a database of `pats` in mode `M`.

@@ -572,39 +572,28 @@ impl PcapSource {
                     // general loop below, which reads it the same way and
                     // says what is wrong with it.
                     let map = map.clone();
-                    let big = header.endianness == Endianness::Big;
+                    let endian = header.endianness;
                     let micro = header.ts_resolution == PcapTsResolution::MicroSecond;
                     loop {
                         let rest = map.get(input.start..input.end).unwrap_or(&[]);
                         let Some(h) = rest.first_chunk::<16>() else {
                             break;
                         };
-                        let word = |i: usize| {
-                            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
-                            if big {
-                                u32::from_be_bytes(b)
-                            } else {
-                                u32::from_le_bytes(b)
-                            }
-                        };
+                        let word = |i: usize| u32_at(h, i, endian);
                         let (sec, frac, incl, orig) = (word(0), word(4), word(8), word(12));
                         let len = 16 + incl as usize;
                         let frac_ok = frac < if micro { 1_000_000 } else { 1_000_000_000 };
                         if !frac_ok || len > MAX_RECORD || len > rest.len() {
                             break;
                         }
-                        let ns = if micro {
-                            frac as u64 * 1000
-                        } else {
-                            frac as u64
-                        };
+                        let ns = if micro { frac * 1000 } else { frac };
                         let flow = f(Record {
-                            ts: sec as u64 * 1_000_000_000 + ns,
+                            ts: sec * 1_000_000_000 + ns,
                             link: *link,
                             linktype: *linktype,
                             interface: 0,
                             data: &rest[16..len],
-                            wire_len: orig,
+                            wire_len: orig as u32,
                         });
                         input.start += len;
                         packets += 1;

@@ -1,6 +1,8 @@
 //! Shared helpers: run the shard pipeline in memory and on the CLI.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use flowgate::alert::Event;
 use flowgate::config::{Config, Sources};
 use flowgate::engine::{Stats, Verdict};
