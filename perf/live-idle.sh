@@ -18,20 +18,15 @@ stop_live() {
   kill -TERM "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }
+# shellcheck source=perf/rig.sh
+. perf/rig.sh
 cleanup() {
   stop_live
-  for n in $A $G $V; do ip netns del $n 2>/dev/null || true; done
-  umount $BPF 2>/dev/null || true
+  rig_down $A $G $V $BPF
 }
 trap cleanup EXIT
 cleanup
-for n in $A $G $V; do ip netns add $n; ip -n $n link set lo up; done
-ip link add fiA0 netns $A type veth peer name fiGA netns $G
-ip link add fiGB netns $G type veth peer name fiV0 netns $V
-for x in "$A fiA0" "$G fiGA" "$G fiGB" "$V fiV0"; do set -- $x; ip -n $1 link set $2 up; done
-ip netns exec $A ethtool -K fiA0 gro on tx off >/dev/null
-ip netns exec $V ethtool -K fiV0 gro on tx off >/dev/null
-mkdir -p $BPF; mount -t bpf bpf $BPF
+rig_up $A $G $V fi $BPF
 
 # Per thread of PID: "name on_cpu_ns voluntary_switches".
 ticks() {

@@ -61,20 +61,15 @@ A=fgbench-a G=fgbench-g V=fgbench-v
 BPF=/tmp/fgbench-bpf
 # Our own control socket: the default /run/flowgate/control.sock may belong to another run.
 CTL=/tmp/fgbench-ctl.sock
+# shellcheck source=perf/rig.sh
+. perf/rig.sh
 cleanup() {
   pkill -f " live --ingress fbGA" 2>/dev/null || true
-  for n in $A $G $V; do ip netns del $n 2>/dev/null || true; done
-  umount $BPF 2>/dev/null || true
+  rig_down $A $G $V $BPF
 }
 trap cleanup EXIT
 cleanup
-for n in $A $G $V; do ip netns add $n; ip -n $n link set lo up; done
-ip link add fbA0 netns $A type veth peer name fbGA netns $G
-ip link add fbGB netns $G type veth peer name fbV0 netns $V
-for x in "$A fbA0" "$G fbGA" "$G fbGB" "$V fbV0"; do set -- $x; ip -n $1 link set $2 up; done
-ip netns exec $A ethtool -K fbA0 gro on tx off >/dev/null
-ip netns exec $V ethtool -K fbV0 gro on tx off >/dev/null
-mkdir -p $BPF; mount -t bpf bpf $BPF
+rig_up $A $G $V fb $BPF
 
 # Packets the gateway's ingress XDP hook saw, and packets the victim received.
 xdp_seen() { ip netns exec $G ethtool -S fbGA | awk '/rx_queue_0_xdp_packets/ {print $2}'; }
