@@ -8,27 +8,14 @@ use flowgate::packet::{self, LinkType};
 use flowgate::ruleset::Ruleset;
 use flowgate::shard::Sharder;
 use std::hint::black_box;
+use std::sync::Arc;
 
 #[path = "../tests/common/corpus.rs"]
 #[allow(dead_code)]
 mod corpus;
-use std::sync::Arc;
-
-fn frames(n: u64) -> Vec<(u64, Vec<u8>)> {
-    let mut buf = Vec::new();
-    flowgate_synth::perf_mix(&mut buf, n, 20_000, 1).expect("generate");
-    let (mut rest, parser) = pcap_file::pcap::PcapParser::new(&buf).expect("header");
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (r, p) = parser.next_packet(rest).expect("record");
-        out.push((p.timestamp().as_nanos() as u64, p.data().to_vec()));
-        rest = r;
-    }
-    out
-}
 
 fn bench(c: &mut Criterion) {
-    let fs = frames(100_000);
+    let fs = flowgate_synth::perf_mix_frames(100_000, 20_000, 1);
     let mut g = c.benchmark_group("per_packet");
     g.throughput(Throughput::Elements(fs.len() as u64));
 
@@ -142,6 +129,14 @@ fn warm(
     }
 }
 
+/// Scans every request in turn; the number that hit a rule.
+fn scan_all(scanner: &mut flowgate::signature::Scanner, reqs: &[Vec<u8>]) -> usize {
+    let hits = reqs
+        .iter()
+        .filter(|r| scanner.scan_requests(black_box(r)).is_some());
+    black_box(hits.count())
+}
+
 /// Passes of the mix before the warm benches measure (see [`warm`]).
 const WARM_PASSES: u64 = 30;
 
@@ -207,37 +202,17 @@ fn signatures(c: &mut Criterion) {
     let mut g = c.benchmark_group("signatures");
     g.throughput(Throughput::Bytes(bytes(&reqs)));
     g.bench_function("scan_http_corpus", |b| {
-        b.iter(|| {
-            let mut hits = 0;
-            for r in &reqs {
-                hits += scanner.scan_requests(black_box(r)).is_some() as usize;
-            }
-            black_box(hits)
-        })
+        b.iter(|| scan_all(&mut scanner, &reqs))
     });
     g.bench_function("scan_http_corpus_prefilter", |b| {
-        b.iter(|| {
-            let mut hits = 0;
-            for r in &reqs {
-                hits += pre.scan_requests(black_box(r)).is_some() as usize;
-            }
-            black_box(hits)
-        })
+        b.iter(|| scan_all(&mut pre, &reqs))
     });
     for (name, part) in [
         ("scan_benign", &reqs[..benign]),
         ("scan_malicious", &reqs[benign..]),
     ] {
         g.throughput(Throughput::Bytes(bytes(part)));
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                let mut hits = 0;
-                for r in part {
-                    hits += scanner.scan_requests(black_box(r)).is_some() as usize;
-                }
-                black_box(hits)
-            })
-        });
+        g.bench_function(name, |b| b.iter(|| scan_all(&mut scanner, part)));
     }
     g.throughput(Throughput::Bytes(bytes(&reqs)));
     // The same corpus with more rule files, e.g. ET Open's web rules (not
@@ -253,13 +228,7 @@ fn signatures(c: &mut Criterion) {
                         .expect("scratch");
                 eprintln!("signatures/scan_http_corpus_extra: {n} rules");
                 g.bench_function("scan_http_corpus_extra", |b| {
-                    b.iter(|| {
-                        let mut hits = 0;
-                        for r in &reqs {
-                            hits += et.scan_requests(black_box(r)).is_some() as usize;
-                        }
-                        black_box(hits)
-                    })
+                    b.iter(|| scan_all(&mut et, &reqs))
                 });
             }
             Err(e) => eprintln!("FLOWGATE_BENCH_RULES: {e}"),

@@ -17,15 +17,7 @@ use std::sync::Arc;
 type Frames = [(u64, Vec<u8>)];
 
 fn main() {
-    let mut buf = Vec::new();
-    flowgate_synth::perf_mix(&mut buf, 100_000, 20_000, 1).expect("generate");
-    let (mut rest, parser) = pcap_file::pcap::PcapParser::new(&buf).expect("header");
-    let mut fs = Vec::new();
-    while !rest.is_empty() {
-        let (r, p) = parser.next_packet(rest).expect("record");
-        fs.push((p.timestamp().as_nanos() as u64, p.data().to_vec()));
-        rest = r;
-    }
+    let fs = flowgate_synth::perf_mix_frames(100_000, 20_000, 1);
     let mut cfg = Config::default();
     cfg.signatures.enabled = std::env::args().nth(1).as_deref() != Some("beh");
     let cfg = Arc::new(cfg);

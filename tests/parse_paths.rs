@@ -18,9 +18,11 @@ fn frames() -> Vec<Vec<u8>> {
     );
     let (frames, _) = flowgate_synth::http_cases();
     out.extend(frames.into_iter().map(|(_, f)| f));
-    let mut mix = Vec::new();
-    flowgate_synth::perf_mix(&mut mix, 5000, 500, 3).expect("mix");
-    out.extend(records(&mix));
+    out.extend(
+        flowgate_synth::perf_mix_frames(5000, 500, 3)
+            .into_iter()
+            .map(|(_, f)| f),
+    );
     for name in [
         "mixed.pcap",
         "http_sqli.pcap",
@@ -36,15 +38,10 @@ fn frames() -> Vec<Vec<u8>> {
 
 /// Ethernet records of a classic PCAP, as far as they parse.
 fn records(pcap: &[u8]) -> Vec<Vec<u8>> {
-    let Ok((mut rest, parser)) = pcap_file::pcap::PcapParser::new(pcap) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while let Ok((r, p)) = parser.next_packet(rest) {
-        out.push(p.data().to_vec());
-        rest = r;
-    }
-    out
+    flowgate_synth::read_pcap(pcap)
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect()
 }
 
 fn same(data: &[u8], wire_len: u32) -> Result<(), TestCaseError> {

@@ -209,6 +209,27 @@ pub fn write_pcap<W: Write>(out: W, frames: &[(Ts, Vec<u8>)], nanos: bool) -> st
     w.flush().map_err(std::io::Error::other)
 }
 
+/// The records of a classic PCAP in memory, as (time in ns, frame), up to
+/// the first that does not parse (none for a bad header).
+pub fn read_pcap(pcap: &[u8]) -> Frames {
+    let Ok((mut rest, parser)) = pcap_file::pcap::PcapParser::new(pcap) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Ok((r, p)) = parser.next_packet(rest) {
+        out.push((p.timestamp().as_nanos() as Ts, p.data().to_vec()));
+        rest = r;
+    }
+    out
+}
+
+/// [`perf_mix`] as frames in memory (benches and profilers).
+pub fn perf_mix_frames(n: u64, sources: u32, seed: u64) -> Frames {
+    let mut buf = Vec::new();
+    perf_mix(&mut buf, n, sources, seed).expect("writing to memory");
+    read_pcap(&buf)
+}
+
 /// A complete HTTP exchange: handshake, request, response, FIN close.
 #[allow(clippy::too_many_arguments)]
 pub fn http_session(
