@@ -309,12 +309,12 @@ impl IoThread {
                         self.ledger.rx(port, *d, sh, now_ts, rx_at);
                     }
                 }
-                // Send whatever this round gathered: holding frames back to
-                // fill a batch would add latency. What a starved shard
-                // cannot take is bypassed or dropped here, never waited on.
-                // A shard with a batch still queued gets this round's frames
-                // later, in a larger batch (adaptive batching, see
-                // `Ledger::dispatch_when`).
+                // An idle shard gets what this round gathered at once;
+                // holding it back to fill a batch would only add latency. A
+                // shard with a batch still queued gets these frames later,
+                // in a larger batch (adaptive batching, see
+                // `Ledger::dispatch_when`). What a starved shard cannot take
+                // is bypassed or dropped here, never waited on.
                 let to_shard = &self.to_shard;
                 match self.ledger.dispatch_when(
                     |sh, b| send(&to_shard[sh], b),
