@@ -10,7 +10,7 @@
 
 use crate::packet::Ts;
 use crate::shard::{Sharder, SourceKey, BUCKETS};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
 /// A table key and the fixed bucket it belongs to. Keys of one source must
@@ -59,6 +59,51 @@ struct Slot<V> {
     queued_at: Ts,
 }
 
+/// The key -> slot map under a [`BoundedTable`]: hashbrown's `HashTable`,
+/// which takes the hash from the caller. A hit costs one hash and one probe
+/// (std's map needs two probes to "find, else insert, then hand out"), and
+/// a caller that already hashed the key for another table over the same
+/// hasher (the engine: blocklist and source table) passes that hash on.
+struct Map<K, V> {
+    t: hashbrown::HashTable<(K, Slot<V>)>,
+    hasher: ahash::RandomState,
+}
+
+impl<K: Copy + Eq + Hash, V> Map<K, V> {
+    #[inline]
+    fn hash(&self, k: &K) -> u64 {
+        self.hasher.hash_one(k)
+    }
+
+    #[inline]
+    fn get(&self, k: &K) -> Option<&Slot<V>> {
+        self.t.find(self.hash(k), |e| e.0 == *k).map(|e| &e.1)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, k: &K) -> Option<&mut Slot<V>> {
+        let h = self.hash(k);
+        self.get_mut_h(k, h)
+    }
+
+    #[inline]
+    fn get_mut_h(&mut self, k: &K, h: u64) -> Option<&mut Slot<V>> {
+        self.t.find_mut(h, |e| e.0 == *k).map(|e| &mut e.1)
+    }
+
+    /// Inserts a key known to be absent.
+    fn insert_h(&mut self, k: K, h: u64, s: Slot<V>) {
+        let hasher = &self.hasher;
+        self.t.insert_unique(h, (k, s), |e| hasher.hash_one(e.0));
+    }
+
+    fn remove(&mut self, k: &K) -> Option<Slot<V>> {
+        let h = self.hash(k);
+        let e = self.t.find_entry(h, |e| e.0 == *k).ok()?;
+        Some(e.remove().0 .1)
+    }
+}
+
 /// A map with a hard bound and deterministic eviction, for state keyed by
 /// something an attacker chooses (source addresses, flows).
 ///
@@ -72,7 +117,7 @@ struct Slot<V> {
 /// a shard's table behaves exactly like the same buckets of a one-shard
 /// table. Evictions and expirations are counted in `stats`.
 pub struct BoundedTable<K, V> {
-    map: HashMap<K, Slot<V>, ahash::RandomState>,
+    map: Map<K, V>,
     sharder: Sharder,
     fifo: Vec<VecDeque<(K, u32)>>,
     live: Vec<u32>,
@@ -93,7 +138,10 @@ impl<K: TableKey, V> BoundedTable<K, V> {
     /// key's bucket (the deployment's keyed hash).
     pub fn new(capacity: usize, idle_ns: u64, sharder: Sharder) -> Self {
         BoundedTable {
-            map: HashMap::with_hasher(sharder.map_hasher()),
+            map: Map {
+                t: hashbrown::HashTable::new(),
+                hasher: sharder.map_hasher(),
+            },
             sharder,
             fifo: (0..BUCKETS).map(|_| VecDeque::new()).collect(),
             live: vec![0; BUCKETS],
@@ -112,12 +160,12 @@ impl<K: TableKey, V> BoundedTable<K, V> {
 
     /// Entries held now, idle ones not yet expired included.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.t.len()
     }
 
     /// No entries held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.t.is_empty()
     }
 
     /// Looks up without marking the entry used.
@@ -128,15 +176,30 @@ impl<K: TableKey, V> BoundedTable<K, V> {
     /// Looks up and marks the entry used at `now`.
     #[inline]
     pub fn touch(&mut self, key: K, now: Ts) -> Option<&mut V> {
-        self.map.get_mut(&key).map(|s| {
+        let h = self.map.hash(&key);
+        self.touch_hashed(key, h, now)
+    }
+
+    /// The hash this table files `key` under. Tables built from the same
+    /// [`Sharder`] hash alike, so one hash serves all of them.
+    #[inline]
+    pub fn hash(&self, key: &K) -> u64 {
+        self.map.hash(key)
+    }
+
+    /// [`touch`](Self::touch) with the key's [`hash`](Self::hash) already
+    /// known.
+    #[inline]
+    pub fn touch_hashed(&mut self, key: K, h: u64, now: Ts) -> Option<&mut V> {
+        debug_assert_eq!(h, self.map.hash(&key), "hash from another hasher");
+        self.map.get_mut_h(&key, h).map(|s| {
             s.last_seen = s.last_seen.max(now);
             &mut s.value
         })
     }
 
     /// Looks up and marks used, inserting `make()` if absent. Also returns
-    /// the entry evicted to make room, if any. (Two lookups on a hit: std's
-    /// map cannot hand out a reference and then insert in one borrow.)
+    /// the entry evicted to make room, if any.
     #[inline]
     pub fn touch_or_insert(
         &mut self,
@@ -144,7 +207,21 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         now: Ts,
         make: impl FnOnce() -> V,
     ) -> (&mut V, Option<(K, V)>) {
-        self.touch_or(key, now, |t| t.insert(key, now, make()))
+        let h = self.map.hash(&key);
+        self.touch_or_insert_hashed(key, h, now, make)
+    }
+
+    /// [`touch_or_insert`](Self::touch_or_insert) with the key's
+    /// [`hash`](Self::hash) already known.
+    #[inline]
+    pub fn touch_or_insert_hashed(
+        &mut self,
+        key: K,
+        h: u64,
+        now: Ts,
+        make: impl FnOnce() -> V,
+    ) -> (&mut V, Option<(K, V)>) {
+        self.touch_or(key, h, now, |t| t.insert_hashed(key, h, now, make()))
     }
 
     /// [`touch_or_insert`](Self::touch_or_insert) with
@@ -156,25 +233,31 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         make: impl FnOnce() -> V,
         weight: impl Fn(&V) -> u64,
     ) -> (&mut V, Option<(K, V)>) {
-        self.touch_or(key, now, |t| t.insert_weighted(key, now, make(), weight))
+        let h = self.map.hash(&key);
+        self.touch_or(key, h, now, |t| t.insert_weighted(key, now, make(), weight))
     }
 
-    /// Marks `key` used, running `insert` first if it is absent.
+    /// Marks `key` used, running `insert` first if it is absent. A hit is
+    /// one probe: the bucket index found is reused (a returned reference
+    /// could not be, because `insert` needs the whole table).
+    #[inline]
     fn touch_or(
         &mut self,
         key: K,
+        h: u64,
         now: Ts,
         insert: impl FnOnce(&mut Self) -> Option<(K, V)>,
     ) -> (&mut V, Option<(K, V)>) {
-        let evicted = if self.map.contains_key(&key) {
-            None
-        } else {
-            insert(self)
+        debug_assert_eq!(h, self.map.hash(&key), "hash from another hasher");
+        let (at, evicted) = match self.map.t.find_bucket_index(h, |e| e.0 == key) {
+            Some(i) => (Some(i), None),
+            None => (None, insert(self)),
         };
-        let slot = self
-            .map
-            .get_mut(&key)
-            .expect("present: found or just inserted");
+        let entry = match at {
+            Some(i) => self.map.t.get_bucket_mut(i),
+            None => self.map.t.find_mut(h, |e| e.0 == key),
+        };
+        let slot = &mut entry.expect("present: found or just inserted").1;
         slot.last_seen = slot.last_seen.max(now);
         (&mut slot.value, evicted)
     }
@@ -182,6 +265,11 @@ impl<K: TableKey, V> BoundedTable<K, V> {
     /// Inserts a key known to be absent. Returns the entry evicted to make
     /// room, if the bucket was full.
     pub fn insert(&mut self, key: K, now: Ts, value: V) -> Option<(K, V)> {
+        let h = self.map.hash(&key);
+        self.insert_hashed(key, h, now, value)
+    }
+
+    fn insert_hashed(&mut self, key: K, h: u64, now: Ts, value: V) -> Option<(K, V)> {
         let b = self.bucket(&key);
         self.expire_idle(b, now);
         let evicted = if self.live[b] as usize >= self.per_bucket {
@@ -191,18 +279,25 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         };
         self.next_gen = self.next_gen.wrapping_add(1);
         let gen = self.next_gen;
-        let old = self.map.insert(
-            key,
-            Slot {
-                value,
-                gen,
-                last_seen: now,
-                queued_at: now,
-            },
-        );
-        debug_assert!(old.is_none(), "insert of a present key");
-        if old.is_none() {
-            self.live[b] += 1;
+        let slot = Slot {
+            value,
+            gen,
+            last_seen: now,
+            queued_at: now,
+        };
+        match self.map.get_mut_h(&key, h) {
+            // A caller bug; replace the entry as a map insert would, so the
+            // table stays consistent (its old queue entry goes stale).
+            Some(old) => {
+                if cfg!(debug_assertions) {
+                    panic!("insert of a present key");
+                }
+                *old = slot;
+            }
+            None => {
+                self.map.insert_h(key, h, slot);
+                self.live[b] += 1;
+            }
         }
         self.fifo[b].push_back((key, gen));
         self.stats.inserts += 1;
@@ -261,7 +356,7 @@ impl<K: TableKey, V> BoundedTable<K, V> {
 
     /// Removes and returns every entry, in key order (deterministic).
     pub fn drain_sorted(&mut self) -> Vec<(K, V)> {
-        let mut all: Vec<(K, V)> = self.map.drain().map(|(k, s)| (k, s.value)).collect();
+        let mut all: Vec<(K, V)> = self.map.t.drain().map(|(k, s)| (k, s.value)).collect();
         all.sort_by_key(|(k, _)| *k);
         for q in &mut self.fifo {
             q.clear();
@@ -274,7 +369,7 @@ impl<K: TableKey, V> BoundedTable<K, V> {
     /// [`drain_sorted`](Self::drain_sorted) where order must be
     /// deterministic).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter().map(|(k, s)| (k, &s.value))
+        self.map.t.iter().map(|(k, s)| (k, &s.value))
     }
 
     #[inline]
