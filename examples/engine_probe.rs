@@ -3,7 +3,8 @@
 //! each pass later in packet time by the capture's span, then `MEAS` more
 //! passes inside `measured` (a symbol to aim callgrind at), and prints the
 //! fastest and median pass. `beh` as the first argument turns signatures
-//! off (behavioural detectors only).
+//! off (behavioural detectors only). `SOURCES` (20 000) and `FRAMES`
+//! (100 000) change the mix, e.g. to see what a larger table costs.
 //!
 //! Instruction and simulated cache-miss counts, stable on a noisy machine:
 //! `WARM=30 MEAS=2 valgrind --tool=callgrind --cache-sim=yes --LL=2097152,16,64
@@ -17,19 +18,21 @@ use std::sync::Arc;
 type Frames = [(u64, Vec<u8>)];
 
 fn main() {
-    let fs = flowgate_synth::perf_mix_frames(100_000, 20_000, 1);
-    let mut cfg = Config::default();
-    cfg.signatures.enabled = std::env::args().nth(1).as_deref() != Some("beh");
-    let cfg = Arc::new(cfg);
-    let rules = Arc::new(Ruleset::load(&cfg.signatures).expect("rules"));
-    let mut eng = ShardEngine::new(cfg, rules).expect("engine");
-    let span = fs.last().map_or(0, |f| f.0) - fs.first().map_or(0, |f| f.0) + 1_000;
     let env = |k: &str, d: u64| {
         std::env::var(k)
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
+    let sources = env("SOURCES", 20_000) as u32;
+    let fs = flowgate_synth::perf_mix_frames(env("FRAMES", 100_000), sources, 1);
+    let mut cfg = Config::default();
+    cfg.tables.sources = cfg.tables.sources.max(2 * sources as usize);
+    cfg.signatures.enabled = std::env::args().nth(1).as_deref() != Some("beh");
+    let cfg = Arc::new(cfg);
+    let rules = Arc::new(Ruleset::load(&cfg.signatures).expect("rules"));
+    let mut eng = ShardEngine::new(cfg, rules).expect("engine");
+    let span = fs.last().map_or(0, |f| f.0) - fs.first().map_or(0, |f| f.0) + 1_000;
     let (warm, meas) = (env("WARM", 30), env("MEAS", 20).max(1));
     for pass in 0..warm {
         run_pass(&mut eng, &fs, pass * span);
@@ -61,13 +64,17 @@ fn run_pass(eng: &mut ShardEngine, fs: &Frames, shift: u64) {
         if ts >= eng.poll_timeout() {
             eng.handle_timeout(ts);
         }
-        std::hint::black_box(eng.process(&RawFrame {
-            idx: i as u64 + 1,
-            ts,
-            link: LinkType::Ethernet,
-            data: f,
-            wire_len: f.len() as u32,
-        }));
+        std::hint::black_box(eng.process(&frame(f, i as u64 + 1, ts)));
     }
     eng.take_events();
+}
+
+fn frame(f: &[u8], idx: u64, ts: u64) -> RawFrame<'_> {
+    RawFrame {
+        idx,
+        ts,
+        link: LinkType::Ethernet,
+        data: f,
+        wire_len: f.len() as u32,
+    }
 }

@@ -117,6 +117,23 @@ impl Sharder {
         h.finish()
     }
 
+    /// Keyed hash for identities that stay inside this process and are only
+    /// ever compared for equality (the detectors' endpoint sets). aHash,
+    /// seeded from the deployment key under yet another derivation: a
+    /// fraction of SipHash's cost, secret like it, but not portable across
+    /// builds, which such uses do not need (a 64-bit collision is their
+    /// only way to affect a decision).
+    #[inline]
+    pub fn hash_local(&self, v: impl Hash) -> u64 {
+        let seeds = (
+            self.k1.rotate_left(17),
+            !self.k0,
+            self.k0 ^ 0x9e37_79b9_7f4a_7c15,
+            !self.k1,
+        );
+        ahash::RandomState::with_seeds(seeds.0, seeds.1, seeds.2, seeds.3).hash_one(v)
+    }
+
     /// The bucket a source belongs to, `0..BUCKETS`.
     #[inline]
     pub fn bucket_of(&self, key: SourceKey) -> usize {
@@ -215,6 +232,17 @@ mod tests {
         assert_eq!(d.bucket_of(k), 409);
         let other = Sharder::new(HashKey([7; 16]));
         assert_ne!(d.hash_key(k), other.hash_key(k));
+    }
+
+    #[test]
+    fn local_hash_is_keyed_and_apart_from_the_portable_one() {
+        let v = (0xffff_c612_0001u128, 80u16, 0u16);
+        let d = Sharder::default();
+        let other = Sharder::new(HashKey([7; 16]));
+        assert_eq!(d.hash_local(v), d.hash_local(v));
+        assert_ne!(d.hash_local(v), other.hash_local(v), "not keyed");
+        assert_ne!(d.hash_local(v), d.hash_one(v));
+        assert_ne!(d.hash_local(v), d.hash_local((v.0, 81u16, 0u16)));
     }
 
     #[test]

@@ -159,13 +159,15 @@ impl WindowCount {
 }
 
 /// Keyed hash of a connection's far end as seen from the source (secret
-/// key: an attacker cannot make two endpoints collide on purpose).
+/// key: an attacker cannot make two endpoints collide on purpose). Only
+/// compared for equality, never ordered or persisted, so the process-local
+/// hash serves (`Sharder::hash_local`).
 pub(crate) fn hash_endpoint(h: &Sharder, dst: IpAddr, dst_port: u16, src_port: u16) -> u64 {
     let ip = match dst {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
     };
-    h.hash_one((ip, dst_port, src_port))
+    h.hash_local((ip, dst_port, src_port))
 }
 
 pub(crate) fn fmt_window(w: Duration) -> String {
