@@ -488,6 +488,27 @@ mod tests {
     }
 
     #[test]
+    fn tables_of_one_sharder_share_hashes_and_a_hit_is_the_entry() {
+        // The engine hashes a source once for the blocklist and the source
+        // table: that is only right if tables of one sharder hash alike.
+        let s = Sharder::default();
+        let mut a: BoundedTable<SourceKey, u32> = BoundedTable::new(BUCKETS * 2, u64::MAX, s);
+        let b: BoundedTable<SourceKey, u64> = BoundedTable::new(BUCKETS, 10, s);
+        let k = key(1);
+        let h = b.hash(&k);
+        assert_eq!(a.hash(&k), h);
+        let (v, evicted) = a.touch_or_insert_hashed(k, h, 5, || 7);
+        assert_eq!((*v, evicted.is_none()), (7, true));
+        *v = 9;
+        let (v, _) = a.touch_or_insert_hashed(k, h, 6, || 0);
+        assert_eq!(*v, 9, "a hit hands out the stored entry");
+        assert_eq!((a.len(), a.stats.inserts), (1, 1));
+        assert_eq!(a.touch_hashed(k, h, 7), Some(&mut 9));
+        assert_eq!(a.remove(k), Some(9));
+        assert!(a.touch_hashed(k, h, 8).is_none());
+    }
+
+    #[test]
     fn recently_used_entry_survives_eviction() {
         // One entry per bucket: find two keys in the same bucket.
         let mut t = BoundedTable::new(BUCKETS * 2, u64::MAX, Sharder::default());
