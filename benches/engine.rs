@@ -82,6 +82,22 @@ fn bench(c: &mut Criterion) {
     behaviour(1);
     g.bench_function("behaviour_step_warm", |b| b.iter_custom(&mut behaviour));
     g.finish();
+
+    // The same work where almost no source is blocked: with four times the
+    // frames per pass the mix's SYNs are spread over four times the packet
+    // time, so few sources cross a limit (289 of 20 983 blocked, against
+    // 6 824 of 13 345 above) and every packet runs the detectors. The
+    // regime above is the flattering one; this one shows regressions in
+    // the detectors themselves (perf/RESULTS.md, "Hot path", session 8).
+    let open = flowgate_synth::perf_mix_frames(400_000, 20_000, 1);
+    let mut g = c.benchmark_group("per_packet_few_blocked");
+    g.throughput(Throughput::Elements(open.len() as u64));
+    let mut behaviour_cfg = Config::default();
+    behaviour_cfg.signatures.enabled = false;
+    let mut behaviour = warm(&open, Arc::new(behaviour_cfg), true);
+    behaviour(1);
+    g.bench_function("behaviour_step_warm", |b| b.iter_custom(&mut behaviour));
+    g.finish();
 }
 
 /// Steady state: one engine fed the mix over and over, each pass later in
