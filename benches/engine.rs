@@ -1,7 +1,10 @@
 //! Per-packet costs on 64–128 byte mixed traffic: parse, shard pick, and a
 //! full engine step (parse + blocklist + detectors + verdict).
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
 use flowgate::config::Config;
 use flowgate::engine::{RawFrame, ShardEngine};
 use flowgate::packet::{self, LinkType};
@@ -65,22 +68,22 @@ fn bench(c: &mut Criterion) {
         )
     });
 
-    // Steady state: one engine fed the mix over and over, each pass later
-    // in packet time by the capture's span (so windows, idle timeouts and
-    // block TTLs run as on a long capture), with the timer calls the
-    // pipeline makes. Every source is known after the first pass: this is
-    // a gateway's normal operating point, where `engine_step` above counts
-    // a cold table (a fifth of its packets insert a new source).
-    let mut full = warm(&fs, cfg.clone(), false);
-    full(1);
-    g.bench_function("engine_step_warm", |b| b.iter_custom(&mut full));
+    // Steady state (see `warm`): a gateway's normal operating point, where
+    // `engine_step` above counts a cold table (a fifth of its packets
+    // insert a new source).
+    bench_warm(&mut g, "engine_step_warm", &fs, cfg.clone(), false);
     // The item-3 target: parse + shard pick + behavioural detectors (no
     // payload inspection), warm.
     let mut behaviour_cfg = Config::default();
     behaviour_cfg.signatures.enabled = false;
-    let mut behaviour = warm(&fs, Arc::new(behaviour_cfg), true);
-    behaviour(1);
-    g.bench_function("behaviour_step_warm", |b| b.iter_custom(&mut behaviour));
+    let behaviour_cfg = Arc::new(behaviour_cfg);
+    bench_warm(
+        &mut g,
+        "behaviour_step_warm",
+        &fs,
+        behaviour_cfg.clone(),
+        true,
+    );
     g.finish();
 
     // The same work where almost no source is blocked: with four times the
@@ -92,12 +95,22 @@ fn bench(c: &mut Criterion) {
     let open = flowgate_synth::perf_mix_frames(400_000, 20_000, 1);
     let mut g = c.benchmark_group("per_packet_few_blocked");
     g.throughput(Throughput::Elements(open.len() as u64));
-    let mut behaviour_cfg = Config::default();
-    behaviour_cfg.signatures.enabled = false;
-    let mut behaviour = warm(&open, Arc::new(behaviour_cfg), true);
-    behaviour(1);
-    g.bench_function("behaviour_step_warm", |b| b.iter_custom(&mut behaviour));
+    bench_warm(&mut g, "behaviour_step_warm", &open, behaviour_cfg, true);
     g.finish();
+}
+
+/// Registers a steady-state bench: an engine warmed by [`warm`], one
+/// untimed pass more, then timed passes.
+fn bench_warm(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    fs: &[(u64, Vec<u8>)],
+    cfg: Arc<Config>,
+    shard_pick: bool,
+) {
+    let mut run = warm(fs, cfg, shard_pick);
+    run(1);
+    g.bench_function(name, |b| b.iter_custom(&mut run));
 }
 
 /// Steady state: one engine fed the mix over and over, each pass later in
