@@ -234,7 +234,9 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         weight: impl Fn(&V) -> u64,
     ) -> (&mut V, Option<(K, V)>) {
         let h = self.map.hash(&key);
-        self.touch_or(key, h, now, |t| t.insert_weighted(key, now, make(), weight))
+        self.touch_or(key, h, now, |t| {
+            t.insert_weighted_hashed(key, h, now, make(), weight)
+        })
     }
 
     /// Marks `key` used, running `insert` first if it is absent. A hit is
@@ -317,6 +319,18 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         value: V,
         weight: impl Fn(&V) -> u64,
     ) -> Option<(K, V)> {
+        let h = self.map.hash(&key);
+        self.insert_weighted_hashed(key, h, now, value, weight)
+    }
+
+    fn insert_weighted_hashed(
+        &mut self,
+        key: K,
+        h: u64,
+        now: Ts,
+        value: V,
+        weight: impl Fn(&V) -> u64,
+    ) -> Option<(K, V)> {
         let b = self.bucket(&key);
         let mut evicted = None;
         if self.live[b] as usize >= self.per_bucket {
@@ -341,7 +355,7 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         }
         // Room now: the plain insert will not evict again.
         debug_assert!((self.live[b] as usize) < self.per_bucket);
-        self.insert(key, now, value);
+        self.insert_hashed(key, h, now, value);
         evicted
     }
 
