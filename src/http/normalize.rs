@@ -103,6 +103,42 @@ impl Normalizer {
 
     /// Normalizes the next piece, appending to `out`.
     pub fn push(&mut self, raw: &[u8], out: &mut Vec<u8>, s: &mut Scratch) {
+        if !self.decodes_to_itself(raw) {
+            return self.push_staged(raw, out, s);
+        }
+        // Most header lines and many bodies: the decoding stages would
+        // copy the piece through unchanged ('+' aside), twice. Fold it
+        // straight from the input instead.
+        if self.first.plus_is_space && memchr::memchr(b'+', raw).is_some() {
+            let mut d = std::mem::take(&mut s.c);
+            d.clear();
+            d.extend(raw.iter().map(|&b| if b == b'+' { b' ' } else { b }));
+            self.fold.push(&d, out);
+            s.c = d;
+        } else {
+            self.fold.push(raw, out);
+        }
+    }
+
+    /// Whether the decoding stages would pass `raw` to the folder as it is
+    /// (but for `+` as space): nothing is held back from the last piece and
+    /// `raw` has no `%` (nor, for JSON, `\`) to start an escape. Percent-
+    /// decoding then only turns `+` into a space, which starts no escape
+    /// for the second round either.
+    fn decodes_to_itself(&self, raw: &[u8]) -> bool {
+        self.holds_nothing()
+            && memchr::memchr(b'%', raw).is_none()
+            && !(self.json && memchr::memchr(b'\\', raw).is_some())
+    }
+
+    /// No decoding stage holds back bytes (an escape cut by a piece end).
+    fn holds_nothing(&self) -> bool {
+        self.first.held.len == 0 && self.second.held.len == 0 && self.unescape.held.len == 0
+    }
+
+    /// [`Normalizer::push`] through every decoding stage: what the fast
+    /// path must equal (a property test compares them).
+    fn push_staged(&mut self, raw: &[u8], out: &mut Vec<u8>, s: &mut Scratch) {
         let mut d = std::mem::take(&mut s.c);
         d.clear();
         self.decode_push(raw, &mut d, s);
@@ -113,12 +149,15 @@ impl Normalizer {
     /// Ends the buffer: flushes held-back bytes (an incomplete escape is
     /// kept literally; a comment left open leaves its marker).
     pub fn finish(&mut self, out: &mut Vec<u8>, s: &mut Scratch) {
-        let mut d = std::mem::take(&mut s.c);
-        d.clear();
-        self.decode_finish(&mut d, s);
-        self.fold.push(&d, out);
+        // With nothing held back the decoding stages flush nothing.
+        if !self.holds_nothing() {
+            let mut d = std::mem::take(&mut s.c);
+            d.clear();
+            self.decode_finish(&mut d, s);
+            self.fold.push(&d, out);
+            s.c = d;
+        }
         self.fold.finish(out);
-        s.c = d;
     }
 
     /// The decoding stages alone (percent-decoding twice, JSON escapes):
@@ -478,25 +517,32 @@ impl Fold {
                 while let Some(&c) = raw.get(i) {
                     if !SPECIAL[c as usize] {
                         space = false;
-                    } else if c == b' ' && !space {
-                        space = true;
-                    } else if matches!(
-                        (c, raw.get(i + 1)),
-                        (b'/', Some(&n)) if n != b'*'
-                    ) || matches!((c, raw.get(i + 1)), (b'*', Some(&n)) if n != b'/')
-                        || matches!((c, raw.get(i + 1)), (b'-', Some(&n)) if n != b'-')
-                    {
-                        space = false;
-                    } else {
+                        i += 1;
+                        continue;
+                    }
+                    let next = raw.get(i + 1).copied();
+                    let plain = match c {
+                        b' ' => !space,
+                        b'/' => next.is_some_and(|n| n != b'*'),
+                        b'*' => next.is_some_and(|n| n != b'/'),
+                        b'-' => next.is_some_and(|n| n != b'-'),
+                        _ => false,
+                    };
+                    if !plain {
                         break;
                     }
+                    space = c == b' ';
                     i += 1;
                 }
                 if i > start {
                     let run = &raw[start..i];
-                    out.extend(run.iter().map(u8::to_ascii_lowercase));
+                    let at = out.len();
+                    out.extend_from_slice(run);
+                    out[at..].make_ascii_lowercase();
                     self.last_space = space;
-                    if let Some(&b) = run.iter().rev().find(|&&b| b != b' ') {
+                    // A run holds no two spaces in a row: its last byte
+                    // that is not a space is one of its last two.
+                    if let Some(&b) = run.iter().rev().take(2).find(|&&b| b != b' ') {
                         self.last_sig = b.to_ascii_lowercase();
                     }
                     continue;
@@ -727,6 +773,37 @@ mod tests {
             }
             n.finish(&mut o, &mut s);
             proptest::prop_assert_eq!(String::from_utf8_lossy(&o), whole);
+        }
+    }
+
+    proptest::proptest! {
+        /// A piece with nothing to decode skips the decoding stages (and a
+        /// finish with nothing held flushes none): the output is what the
+        /// stages give, whatever the input and wherever it is cut.
+        #[test]
+        fn skipping_the_decoding_stages_changes_nothing(
+            input in proptest::collection::vec(proptest::sample::select(
+                b"aZ1 +%27uU\\/*-#'\"\n".to_vec()), 0..80),
+            cuts in proptest::collection::vec(0usize..80, 0..4),
+            how in proptest::sample::select(vec![Norm::FORM, Norm::PLAIN, Norm::JSON]),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+            cuts.sort_unstable();
+            cuts.push(input.len());
+            let (mut fast, mut staged, mut s) = (Vec::new(), Vec::new(), Scratch::default());
+            let (mut a, mut b) = (Normalizer::new(how), Normalizer::new(how));
+            let mut from = 0;
+            for to in cuts {
+                a.push(&input[from..to], &mut fast, &mut s);
+                b.push_staged(&input[from..to], &mut staged, &mut s);
+                from = to;
+            }
+            a.finish(&mut fast, &mut s);
+            let mut d = Vec::new();
+            b.decode_finish(&mut d, &mut s);
+            b.fold.push(&d, &mut staged);
+            b.fold.finish(&mut staged);
+            proptest::prop_assert_eq!(fast, staged);
         }
     }
 
