@@ -408,7 +408,11 @@ fn parse_stream(
                 if structural {
                     flow.values.push(d, &mut judge);
                 }
-                scanner.body(&mut flow.scan, d)
+                if flow.http.body_complete() {
+                    scanner.body_last(&mut flow.scan, d)
+                } else {
+                    scanner.body(&mut flow.scan, d)
+                }
             }
             StreamEvent::End => {
                 if structural {

@@ -350,6 +350,14 @@ impl HttpFlow {
         &self.head
     }
 
+    /// Whether the body of the current request is complete: the last
+    /// [`Event::Body`] ended a body of known length, and [`Event::End`]
+    /// comes next. (A chunked body's end is known only once its last
+    /// chunk is read, so this is false for it.)
+    pub fn body_complete(&self) -> bool {
+        matches!(self.phase, Phase::Body(0))
+    }
+
     /// Places a segment by sequence number.
     pub fn place<'a>(&mut self, seq: u32, data: &'a [u8], lim: &Limits) -> Placed<'a> {
         if data.is_empty() {

@@ -2,7 +2,9 @@
 //! results: with it on and off, every request of the labelled corpus, the
 //! same requests cut into segments, and random encoded attack strings in
 //! every view (query, header, form, JSON and plain bodies) give the same
-//! first hit (rule, buffer, excerpt) on the same segment.
+//! first hit (rule, buffer, excerpt) on the same segment. Likewise a body
+//! scanned whole in block mode and the same body as a stream get the same
+//! verdict.
 
 mod common;
 use flowgate::config::Config;
@@ -112,6 +114,54 @@ fn corpus_hits_are_the_same_on_the_same_segment_when_bodies_are_cut() {
             let b = segmented(&mut off, r, &cuts);
             assert_eq!(a, b, "request {i} cut at {cuts:?}");
         }
+    }
+}
+
+/// A body that arrives whole (one piece of known length) is scanned in
+/// block mode (`Scanner::body_last`); the same body fed as a stream and
+/// ended gets the same verdict on every corpus request, with the prefilter
+/// off and on. Only the rule named may differ, and only where one rule
+/// completes inside the body and an earlier one (in rule order) at its
+/// end: the block scan sees both at once and names the earlier.
+#[test]
+fn bodies_scanned_whole_get_the_verdict_they_get_as_a_stream() {
+    let rules = Ruleset::load(&Config::default().signatures).expect("builtin rules");
+    let action_of = |id: u32| {
+        let set = rules.signatures.as_ref()?;
+        set.rules.iter().find(|(m, _, _)| m.id == id).map(|r| r.1)
+    };
+    for pre in [false, true] {
+        let (mut whole, mut streamed) = (scanner(pre), scanner(pre));
+        let (mut bodies, mut renamed) = (0, 0);
+        for (i, r) in corpus().iter().enumerate() {
+            let end = r
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |e| e + 4);
+            if end == r.len() {
+                continue;
+            }
+            bodies += 1;
+            let a = whole.scan_requests(r).map(|h| (h.action, h.meta.id));
+            let b = segmented(&mut streamed, r, &[]).map(|(_, k)| k.0);
+            assert_eq!(
+                a.is_some(),
+                b.is_some(),
+                "request {i}: {}",
+                String::from_utf8_lossy(r)
+            );
+            if let (Some((action, id)), Some(sid)) = (a, b) {
+                assert_eq!(
+                    Some(action),
+                    action_of(sid),
+                    "request {i}: action of {id} vs {sid}"
+                );
+                renamed += (id != sid) as usize;
+            }
+        }
+        eprintln!("prefilter {pre}: {bodies} requests with a body, {renamed} named another rule");
+        assert!(bodies > 1000, "{bodies} bodies");
+        assert!(renamed * 100 < bodies, "{renamed} of {bodies} renamed");
     }
 }
 
