@@ -760,8 +760,10 @@ mod tests {
         /// gives: one piece per byte never takes the lookahead.
         #[test]
         fn fast_path_equals_byte_at_a_time(
+            // Mostly ordinary bytes, so that long runs occur as often as
+            // the specials that end them.
             input in proptest::collection::vec(proptest::sample::select(
-                b"aZ1 \t\n\r\x00\x0b/*-#!5'%+\\u".to_vec()), 0..80),
+                b"aaaaaaaaZZZZ11 \t\n\r\x00\x0b/*-#!5'%+\\u\x80\xff".to_vec()), 0..200),
             json in proptest::bool::ANY,
         ) {
             let how = if json { Norm::JSON } else { Norm::FORM };
