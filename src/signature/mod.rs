@@ -1624,6 +1624,13 @@ impl Scanner {
             Which::Body => (&mut rs.body, &mut rs.body_pos, Buffer::Body),
             Which::Raw => (&mut rs.raw, &mut rs.raw_pos, Buffer::Request),
         };
+        if saved.is_empty() && data.is_empty() {
+            // A stream never started and given nothing: no pattern matches
+            // (none may match the empty string: Hyperscan refuses them
+            // without ALLOWEMPTY), and starting it later is the same as
+            // starting it now. A bodyless request's body stream ends here.
+            return;
+        }
         let ignore = |_, _, _, _| Matching::Continue;
         let restored = if saved.is_empty() {
             stream.reset(scratch, ignore)
