@@ -30,6 +30,12 @@ const METHODS: [&[u8]; 9] = [
 /// inspect the middle of some other protocol; once a flow is followed, any
 /// method token is accepted ([`head::method_ok`]).
 pub fn starts_request(buf: &[u8]) -> Option<bool> {
+    // Most payloads picked up mid-stream are not HTTP (floods carry
+    // padding, other protocols share the port range): one byte says so.
+    let first = *buf.first()?;
+    if !METHODS.iter().any(|m| m.first() == Some(&first)) {
+        return Some(false);
+    }
     for m in METHODS {
         let n = m.len().min(buf.len());
         if buf[..n] == m[..n] {
@@ -48,5 +54,10 @@ mod tests {
         assert_eq!(starts_request(b"GE"), None);
         assert_eq!(starts_request(b"GET /"), Some(true));
         assert_eq!(starts_request(b"SSH-2.0"), Some(false));
+        assert_eq!(starts_request(b"XXXX"), Some(false));
+        assert_eq!(starts_request(b"P"), None);
+        assert_eq!(starts_request(b"PUT /"), Some(true));
+        assert_eq!(starts_request(b"POSTAL"), Some(false));
+        assert_eq!(starts_request(b""), None);
     }
 }
