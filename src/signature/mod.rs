@@ -825,7 +825,6 @@ pub struct Scanner {
     raw_stream: Option<Stream>,
     uri: Vec<u8>,
     headers: Vec<u8>,
-    line: Vec<u8>,
     body_out: Vec<u8>,
     norm: http::Scratch,
     packed: Vec<u8>,
@@ -951,7 +950,6 @@ impl Scanner {
             scratch,
             uri: Vec::new(),
             headers: Vec::new(),
-            line: Vec::new(),
             body_out: Vec::new(),
             norm: http::Scratch::default(),
             // Compressed state is never larger than the stream itself; the
@@ -1174,8 +1172,11 @@ impl Scanner {
         self.headers.clear();
         for f in &head.fields {
             let line = buf.get(f.name.0..f.value.1).unwrap_or(&[]);
-            http::normalize(line, Norm::PLAIN, &mut self.line, &mut self.norm);
-            self.headers.extend_from_slice(&self.line);
+            // Each line normalized on its own (comments and escapes end
+            // with it), straight into the joined buffer.
+            let mut n = Normalizer::new(Norm::PLAIN);
+            n.push(line, &mut self.headers, &mut self.norm);
+            n.finish(&mut self.headers, &mut self.norm);
             self.headers.push(b'\n');
         }
     }
