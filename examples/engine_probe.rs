@@ -17,13 +17,10 @@ use std::sync::Arc;
 
 type Frames = [(u64, Vec<u8>)];
 
+mod common;
+
 fn main() {
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env = common::env;
     let sources = env("SOURCES", 20_000) as u32;
     let fs = flowgate_synth::perf_mix_frames(env("FRAMES", 100_000), sources, 1);
     let mut cfg = Config::default();

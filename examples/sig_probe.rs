@@ -13,13 +13,10 @@ use flowgate::signature::Scanner;
 #[allow(dead_code)]
 mod corpus;
 
+mod common;
+
 fn main() {
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env = common::env;
     let rules = Ruleset::load(&Config::default().signatures).expect("rules");
     let mut scanner = Scanner::new(rules.signatures.clone().expect("signatures")).expect("scratch");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

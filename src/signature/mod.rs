@@ -1194,15 +1194,7 @@ impl Scanner {
         };
         if let Some(db) = &self.set.head {
             for (which, data) in [(Buffer::Uri, &self.uri), (Buffer::Headers, &self.headers)] {
-                if data.is_empty() {
-                    continue;
-                }
-                let (found, conds) = (&mut self.found, &self.set.conds);
-                let scanned = db.scan(data.as_slice(), scratch, |id, _, to, _| {
-                    record(found, conds, id, which, Some(to as usize));
-                    Matching::Continue
-                });
-                if scanned.is_err() {
+                if !scan_block(db, scratch, data, which, &mut self.found, &self.set.conds) {
                     self.scan_errors += 1;
                 }
             }
@@ -1422,13 +1414,7 @@ impl Scanner {
         if hit.is_some() {
             return hit;
         }
-        self.found.clear();
-        self.stream(rs, Which::Raw, data, false);
-        let hit = self.settle(rs, Some(data));
-        if hit.is_some() {
-            return hit;
-        }
-        self.suri_body(rs, data)
+        self.body_raw_and_suri(rs, data)
     }
 
     /// Scans a piece of the current request's body that completes it (a
@@ -1466,15 +1452,15 @@ impl Scanner {
             norm.push(data, &mut out, &mut self.norm);
             norm.finish(&mut out, &mut self.norm);
             self.found.clear();
-            let (found, conds) = (&mut self.found, &self.set.conds);
             let scanned = match (self.set.body_block.as_ref(), self.scratch.as_ref()) {
-                _ if out.is_empty() => true,
-                (Some(db), Some(scratch)) => db
-                    .scan(out.as_slice(), scratch, |id, _, to, _| {
-                        record(found, conds, id, Buffer::Body, Some(to as usize));
-                        Matching::Continue
-                    })
-                    .is_ok(),
+                (Some(db), Some(scratch)) => scan_block(
+                    db,
+                    scratch,
+                    &out,
+                    Buffer::Body,
+                    &mut self.found,
+                    &self.set.conds,
+                ),
                 _ => false,
             };
             if !scanned {
@@ -1486,6 +1472,12 @@ impl Scanner {
                 return hit;
             }
         }
+        self.body_raw_and_suri(rs, data)
+    }
+
+    /// What every body piece goes through after the normalized body: the
+    /// raw stream, then the Suricata body rules.
+    fn body_raw_and_suri(&mut self, rs: &mut RequestScan, data: &[u8]) -> Option<Hit> {
         self.found.clear();
         self.stream(rs, Which::Raw, data, false);
         let hit = self.settle(rs, Some(data));
@@ -1768,6 +1760,26 @@ fn pre_scan(pre: &Prefilter, scratch: &Scratch, data: &[u8], seen: &mut [u64]) -
             Matching::Continue
         })
         .is_ok()
+}
+
+/// Scans `data` (one whole buffer) with the block database `db`, noting
+/// each condition's first match in `buffer` with its end offset. False if
+/// the scan failed; empty data is not scanned.
+fn scan_block(
+    db: &BlockDatabase,
+    scratch: &Scratch,
+    data: &[u8],
+    buffer: Buffer,
+    found: &mut Vec<(usize, Buffer, Option<usize>)>,
+    conds: &[(usize, Buffer)],
+) -> bool {
+    data.is_empty()
+        || db
+            .scan(data, scratch, |id, _, to, _| {
+                record(found, conds, id, buffer, Some(to as usize));
+                Matching::Continue
+            })
+            .is_ok()
 }
 
 /// Notes a match of condition `id` in `buffer` if the condition applies to
