@@ -4,7 +4,8 @@
 //! every view (query, header, form, JSON and plain bodies) give the same
 //! first hit (rule, buffer, excerpt) on the same segment. Likewise a body
 //! scanned whole in block mode and the same body as a stream get the same
-//! verdict.
+//! verdict, and a header line skipped because the shard saw it clean
+//! before gets the verdict a scan of it would give.
 
 mod common;
 use flowgate::config::Config;
@@ -336,4 +337,68 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// The header-line memo changes no hit: each corpus request scanned by a
+/// scanner that has seen every earlier request (most header lines are
+/// skipped) and by one that has forgotten them (nothing skipped) gives the same first hit,
+/// rule, buffer and excerpt, prefilter off and on; so does the request
+/// sent again right after, all its lines just seen. And it does skip: most
+/// corpus header lines repeat.
+#[test]
+fn header_lines_seen_clean_before_are_skipped_and_change_no_hit() {
+    let reqs = corpus();
+    for pre in [false, true] {
+        let (mut warm, mut cold) = (scanner(pre), scanner(pre));
+        let mut hits = 0;
+        for (i, r) in reqs.iter().enumerate() {
+            let a = warm.scan_requests(r).map(key);
+            cold.forget_header_lines();
+            let b = cold.scan_requests(r).map(key);
+            // Sent again, to a scanner that has just seen every line of it.
+            assert_eq!(a, warm.scan_requests(r).map(key), "request {i} again");
+            assert_eq!(
+                a,
+                b,
+                "request {i} (prefilter {pre}): {}",
+                String::from_utf8_lossy(r)
+            );
+            hits += a.is_some() as usize;
+        }
+        assert!(hits > 600, "{hits} hits");
+        let lines: usize = reqs
+            .iter()
+            .filter_map(|r| {
+                let end = r.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+                head::parse(&r[..end]).ok().map(|h| h.fields.len())
+            })
+            .sum();
+        let (skipped, kept) = warm.header_memo();
+        eprintln!("prefilter {pre}: {lines} header lines, {skipped} skipped, {kept} remembered");
+        if !pre {
+            assert!(skipped * 10 > lines as u64 * 8, "{skipped} of {lines}");
+        }
+    }
+}
+
+/// A line one byte away from a line seen clean is scanned, not skipped:
+/// the memo compares whole lines.
+#[test]
+fn a_line_one_byte_from_a_clean_one_is_still_scanned() {
+    let mut s = scanner(false);
+    let clean = b"GET / HTTP/1.1\r\nHost: a\r\nX-Note: 1' or 1\r\n\r\n";
+    let bad = b"GET / HTTP/1.1\r\nHost: a\r\nX-Note: 1' or 1=1\r\n\r\n";
+    assert!(s.scan_requests(clean).is_none());
+    assert_eq!(s.header_memo().0, 0);
+    let hit = s
+        .scan_requests(bad)
+        .map(key)
+        .expect("the attack line is scanned");
+    assert_eq!(hit.1, "headers");
+    // Host was skipped the second time; the excerpt is the attack line's
+    // own bytes, not what the memo left before it.
+    assert_eq!(s.header_memo().0, 1);
+    assert_eq!(hit.2, "x-note: 1' or 1=");
+    // A line that matched is never remembered: sent again, it hits again.
+    assert_eq!(s.scan_requests(bad).map(key), Some(hit));
 }

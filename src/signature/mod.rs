@@ -7,6 +7,7 @@
 //! a pointer swap plus one scratch allocation per shard.
 
 mod cache;
+mod memo;
 pub mod native;
 mod prefilter;
 pub mod suricata;
@@ -31,7 +32,8 @@ use verify::{Detect, Flowbit, ThresholdState, View, Views, N_VIEWS};
 pub enum Buffer {
     /// Normalized request target (path and query).
     Uri,
-    /// Normalized header block (cookies, user agent, ...).
+    /// Normalized header fields (cookies, user agent, ...), each line
+    /// (`name: value\n`) matched on its own.
     Headers,
     /// Normalized body prefix.
     Body,
@@ -866,6 +868,10 @@ pub struct Scanner {
     /// header fields.
     cand_uri: Vec<usize>,
     cand_hdr: Vec<usize>,
+    /// Header lines that matched no condition: a repeat is skipped.
+    memo: memo::LineMemo,
+    /// Where each line scanned starts in `headers`.
+    line_starts: Vec<usize>,
 }
 
 /// How a head is scanned, as its prefilter candidates say.
@@ -970,6 +976,8 @@ impl Scanner {
             pre_skips: (0, 0),
             cand_uri: Vec::new(),
             cand_hdr: Vec::new(),
+            memo: Default::default(),
+            line_starts: Vec::new(),
             set,
         })
     }
@@ -993,6 +1001,18 @@ impl Scanner {
     /// yielded a condition).
     pub fn has_prefilter(&self) -> bool {
         self.set.pre.is_some()
+    }
+
+    /// (header lines skipped as already seen clean, lines put in the memo)
+    /// since the scanner was made.
+    pub fn header_memo(&self) -> (u64, u64) {
+        self.memo.stats()
+    }
+
+    /// Forgets the header lines seen clean, so every line is scanned again
+    /// (tests and benchmarks that want no history).
+    pub fn forget_header_lines(&mut self) {
+        self.memo = Default::default();
     }
 
     /// Request heads, and request bodies, that the prefilter let skip
@@ -1159,44 +1179,57 @@ impl Scanner {
         }
     }
 
-    /// Normalizes the request target into `uri`.
-    fn norm_uri(&mut self, buf: &[u8], head: &Head) {
+    /// The full path for a head: normalizes the target and scans it, then
+    /// each header field line on its own, with the head database.
+    ///
+    /// A line is normalized on its own (comments and escapes end with it)
+    /// and scanned on its own, followed by its '\n' so the end of a value
+    /// stays visible (`User-Agent: x' --`): no match spans two fields, and
+    /// `^` is the start of the line. A line that matches no condition goes
+    /// into the memo, and a repeat of it is skipped. The lines scanned are
+    /// kept one after another in `headers`, for the excerpt of a hit.
+    fn scan_head(&mut self, buf: &[u8], head: &Head) {
+        self.headers.clear();
+        self.line_starts.clear();
+        let (Some(scratch), Some(db)) = (self.scratch.as_ref(), self.set.head.as_ref()) else {
+            return;
+        };
         let target = buf.get(head.target.0..head.target.1).unwrap_or(&[]);
         http::normalize(target, Norm::FORM, &mut self.uri, &mut self.norm);
-    }
-
-    /// Normalizes the header fields into `headers`: one per line, joined by
-    /// '\n', so the end of a value stays visible (`User-Agent: x' --`) and
-    /// comments cannot span fields.
-    fn norm_headers(&mut self, buf: &[u8], head: &Head) {
-        self.headers.clear();
+        if !scan_block(
+            db,
+            scratch,
+            &self.uri,
+            Buffer::Uri,
+            &mut self.found,
+            &self.set.conds,
+        ) {
+            self.scan_errors += 1;
+        }
         for f in &head.fields {
             let line = buf.get(f.name.0..f.value.1).unwrap_or(&[]);
-            // Each line normalized on its own (comments and escapes end
-            // with it), straight into the joined buffer.
+            if self.memo.check(line) {
+                continue;
+            }
+            let start = self.headers.len();
+            self.line_starts.push(start);
             let mut n = Normalizer::new(Norm::PLAIN);
             n.push(line, &mut self.headers, &mut self.norm);
             n.finish(&mut self.headers, &mut self.norm);
             self.headers.push(b'\n');
-        }
-    }
-
-    /// The full path for a head: normalizes the target and the header
-    /// fields and scans them with the head database.
-    fn scan_head(&mut self, buf: &[u8], head: &Head) {
-        if self.scratch.is_none() {
-            return;
-        }
-        self.norm_uri(buf, head);
-        self.norm_headers(buf, head);
-        let Some(scratch) = self.scratch.as_ref() else {
-            return;
-        };
-        if let Some(db) = &self.set.head {
-            for (which, data) in [(Buffer::Uri, &self.uri), (Buffer::Headers, &self.headers)] {
-                if !scan_block(db, scratch, data, which, &mut self.found, &self.set.conds) {
-                    self.scan_errors += 1;
-                }
+            let mut matched = false;
+            let (found, conds) = (&mut self.found, &self.set.conds);
+            let scanned = db
+                .scan(&self.headers[start..], scratch, |id, _, to, _| {
+                    matched |= conds.get(id as usize).is_some_and(|c| c.1 != Buffer::Uri);
+                    record(found, conds, id, Buffer::Headers, Some(start + to as usize));
+                    Matching::Continue
+                })
+                .is_ok();
+            if !scanned {
+                self.scan_errors += 1;
+            } else if !matched {
+                self.memo.insert(line);
             }
         }
     }
@@ -1704,7 +1737,14 @@ impl Scanner {
             _ => data.unwrap_or(&[]),
         };
         let end = at.unwrap_or(0).min(data.len());
-        let start = end.saturating_sub(EXCERPT);
+        let mut start = end.saturating_sub(EXCERPT);
+        if buffer == Buffer::Headers {
+            // Only the matching line: which lines precede it in `headers`
+            // depends on what the memo skipped, so on the shard's history.
+            let i = self.line_starts.partition_point(|&a| a < end);
+            let line = i.checked_sub(1).and_then(|i| self.line_starts.get(i));
+            start = start.max(line.copied().unwrap_or(0));
+        }
         Some(Hit {
             meta: meta.clone(),
             action: *action,
