@@ -11,6 +11,7 @@ use crate::detect::{self, Detection, SourceState};
 use crate::frag;
 use crate::http::params::{self, BodyValues, Place, Value};
 use crate::http::{self, Norm};
+use crate::memo::{self, Memo};
 use crate::packet::{self, Frame, LinkType, Malformed, Packet, Ts};
 use crate::packet::{Proto, TcpFlags};
 use crate::rules::{self, RuleId, RuleMeta};
@@ -293,6 +294,11 @@ struct Structural {
     detector: sqli::Detector,
     decoded: Vec<u8>,
     scratch: http::Scratch,
+    /// Values judged clean, keyed by how they are decoded and their raw
+    /// bytes: the judgement is a pure function of the two, so a repeat
+    /// (a browser's `User-Agent`, a session cookie, `page=1`) is skipped.
+    memo: Memo,
+    key: Vec<u8>,
 }
 
 impl Structural {
@@ -300,14 +306,28 @@ impl Structural {
     /// it. A hit blocks the source, like the built-in signatures.
     fn judge(&mut self, v: Value<'_>, meta: &Arc<RuleMeta>) -> Option<Hit> {
         let place = v.place;
-        let how = match place {
-            Place::Query | Place::Cookie | Place::Form => Norm::FORM,
-            Place::Header => Norm::PLAIN,
-            Place::Json => Norm::JSON,
+        // The key's first byte says how the value is decoded.
+        let (how, tag) = match place {
+            Place::Query | Place::Cookie | Place::Form => (Norm::FORM, b'f'),
+            Place::Header => (Norm::PLAIN, b'p'),
+            Place::Json => (Norm::JSON, b'j'),
         };
+        self.key.clear();
+        if v.raw.len() < memo::MAX_KEY {
+            self.key.push(tag);
+            self.key.extend_from_slice(v.raw);
+            if self.memo.check(&self.key) {
+                return None;
+            }
+        }
         self.decoded.clear();
         http::decode(v.raw, how, &mut self.decoded, &mut self.scratch);
-        let f = self.detector.detect(&self.decoded)?;
+        let Some(f) = self.detector.detect(&self.decoded) else {
+            if !self.key.is_empty() {
+                self.memo.insert(&self.key);
+            }
+            return None;
+        };
         let named = if v.name.is_empty() {
             String::new()
         } else {
@@ -1148,5 +1168,41 @@ impl ShardEngine {
                 by,
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(place: Place, raw: &[u8]) -> Value<'_> {
+        Value {
+            place,
+            name: b"q",
+            raw,
+        }
+    }
+
+    /// The structural detector's memo skips a value judged clean before and
+    /// nothing else: a hit is judged again each time, and the same bytes
+    /// decoded another way (a JSON string rather than a query value) are
+    /// judged afresh.
+    #[test]
+    fn structural_values_seen_clean_are_skipped_and_hits_never_are() {
+        let book = rules::RuleBook::builtin();
+        let meta = book.get(rules::SQLI_STRUCTURAL).expect("builtin rule");
+        let mut s = Structural::default();
+        let ua = b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101";
+        assert!(s.judge(value(Place::Header, ua), meta).is_none());
+        assert!(s.judge(value(Place::Header, ua), meta).is_none());
+        assert_eq!(s.memo.stats(), (1, 1));
+        for _ in 0..2 {
+            assert!(s.judge(value(Place::Query, b"1' OR '1'='1"), meta).is_some());
+        }
+        assert_eq!(s.memo.stats(), (1, 1));
+        // `\u0027` is a quote only in JSON.
+        let escaped = br"x\u0027 OR \u0027a\u0027=\u0027a";
+        assert!(s.judge(value(Place::Query, escaped), meta).is_none());
+        assert!(s.judge(value(Place::Json, escaped), meta).is_some());
     }
 }

@@ -21,6 +21,7 @@ pub mod frag;
 pub mod hints;
 pub mod http;
 pub mod live;
+pub mod memo;
 pub mod metrics;
 pub mod output;
 pub mod packet;

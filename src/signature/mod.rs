@@ -7,7 +7,6 @@
 //! a pointer swap plus one scratch allocation per shard.
 
 mod cache;
-mod memo;
 pub mod native;
 mod prefilter;
 pub mod suricata;
@@ -869,7 +868,7 @@ pub struct Scanner {
     cand_uri: Vec<usize>,
     cand_hdr: Vec<usize>,
     /// Header lines that matched no condition: a repeat is skipped.
-    memo: memo::LineMemo,
+    memo: crate::memo::Memo,
     /// Where each line scanned starts in `headers`.
     line_starts: Vec<usize>,
 }
