@@ -163,7 +163,7 @@ fn warm(
 /// gains nothing from the one before (conservative: a shard's memo would
 /// still hold the popular lines).
 fn scan_all(scanner: &mut flowgate::signature::Scanner, reqs: &[Vec<u8>]) -> usize {
-    scanner.forget_header_lines();
+    scanner.forget_clean();
     let hits = reqs
         .iter()
         .filter(|r| scanner.scan_requests(black_box(r)).is_some());

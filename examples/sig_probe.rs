@@ -53,7 +53,7 @@ fn measured(scanner: &mut Scanner, reqs: &[Vec<u8>]) -> usize {
 
 /// One pass, with no header line remembered from the pass before.
 fn scan_pass(scanner: &mut Scanner, reqs: &[Vec<u8>]) -> usize {
-    scanner.forget_header_lines();
+    scanner.forget_clean();
     reqs.iter()
         .filter(|r| scanner.scan_requests(std::hint::black_box(r)).is_some())
         .count()

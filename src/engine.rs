@@ -1197,7 +1197,9 @@ mod tests {
         assert!(s.judge(value(Place::Header, ua), meta).is_none());
         assert_eq!(s.memo.stats(), (1, 1));
         for _ in 0..2 {
-            assert!(s.judge(value(Place::Query, b"1' OR '1'='1"), meta).is_some());
+            assert!(s
+                .judge(value(Place::Query, b"1' OR '1'='1"), meta)
+                .is_some());
         }
         assert_eq!(s.memo.stats(), (1, 1));
         // `\u0027` is a quote only in JSON.

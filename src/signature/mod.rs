@@ -868,7 +868,9 @@ pub struct Scanner {
     cand_uri: Vec<usize>,
     cand_hdr: Vec<usize>,
     /// Header lines that matched no condition: a repeat is skipped.
-    memo: crate::memo::Memo,
+    line_memo: crate::memo::Memo,
+    /// Request targets that matched no condition: a repeat is skipped.
+    uri_memo: crate::memo::Memo,
     /// Where each line scanned starts in `headers`.
     line_starts: Vec<usize>,
 }
@@ -975,7 +977,8 @@ impl Scanner {
             pre_skips: (0, 0),
             cand_uri: Vec::new(),
             cand_hdr: Vec::new(),
-            memo: Default::default(),
+            line_memo: Default::default(),
+            uri_memo: Default::default(),
             line_starts: Vec::new(),
             set,
         })
@@ -1005,13 +1008,20 @@ impl Scanner {
     /// (header lines skipped as already seen clean, lines put in the memo)
     /// since the scanner was made.
     pub fn header_memo(&self) -> (u64, u64) {
-        self.memo.stats()
+        self.line_memo.stats()
     }
 
-    /// Forgets the header lines seen clean, so every line is scanned again
-    /// (tests and benchmarks that want no history).
-    pub fn forget_header_lines(&mut self) {
-        self.memo = Default::default();
+    /// (request targets skipped as already seen clean, targets put in the
+    /// memo) since the scanner was made.
+    pub fn target_memo(&self) -> (u64, u64) {
+        self.uri_memo.stats()
+    }
+
+    /// Forgets the targets and header lines seen clean, so everything is
+    /// scanned again (tests and benchmarks that want no history).
+    pub fn forget_clean(&mut self) {
+        self.line_memo = Default::default();
+        self.uri_memo = Default::default();
     }
 
     /// Request heads, and request bodies, that the prefilter let skip
@@ -1184,9 +1194,10 @@ impl Scanner {
     /// A line is normalized on its own (comments and escapes end with it)
     /// and scanned on its own, followed by its '\n' so the end of a value
     /// stays visible (`User-Agent: x' --`): no match spans two fields, and
-    /// `^` is the start of the line. A line that matches no condition goes
-    /// into the memo, and a repeat of it is skipped. The lines scanned are
-    /// kept one after another in `headers`, for the excerpt of a hit.
+    /// `^` is the start of the line. A target or line that matches no
+    /// condition goes into its memo (`crate::memo`), and a repeat of it is
+    /// skipped. The lines scanned are kept one after another in `headers`,
+    /// for the excerpt of a hit.
     fn scan_head(&mut self, buf: &[u8], head: &Head) {
         self.headers.clear();
         self.line_starts.clear();
@@ -1194,20 +1205,19 @@ impl Scanner {
             return;
         };
         let target = buf.get(head.target.0..head.target.1).unwrap_or(&[]);
-        http::normalize(target, Norm::FORM, &mut self.uri, &mut self.norm);
-        if !scan_block(
-            db,
-            scratch,
-            &self.uri,
-            Buffer::Uri,
-            &mut self.found,
-            &self.set.conds,
-        ) {
-            self.scan_errors += 1;
+        self.uri.clear();
+        if !self.uri_memo.check(target) {
+            http::normalize(target, Norm::FORM, &mut self.uri, &mut self.norm);
+            let (found, conds) = (&mut self.found, &self.set.conds);
+            match scan_block(db, scratch, &self.uri, (Buffer::Uri, 0), found, conds) {
+                None => self.scan_errors += 1,
+                Some(false) => self.uri_memo.insert(target),
+                Some(true) => {}
+            }
         }
         for f in &head.fields {
             let line = buf.get(f.name.0..f.value.1).unwrap_or(&[]);
-            if self.memo.check(line) {
+            if self.line_memo.check(line) {
                 continue;
             }
             let start = self.headers.len();
@@ -1216,19 +1226,12 @@ impl Scanner {
             n.push(line, &mut self.headers, &mut self.norm);
             n.finish(&mut self.headers, &mut self.norm);
             self.headers.push(b'\n');
-            let mut matched = false;
             let (found, conds) = (&mut self.found, &self.set.conds);
-            let scanned = db
-                .scan(&self.headers[start..], scratch, |id, _, to, _| {
-                    matched |= conds.get(id as usize).is_some_and(|c| c.1 != Buffer::Uri);
-                    record(found, conds, id, Buffer::Headers, Some(start + to as usize));
-                    Matching::Continue
-                })
-                .is_ok();
-            if !scanned {
-                self.scan_errors += 1;
-            } else if !matched {
-                self.memo.insert(line);
+            let data = &self.headers[start..];
+            match scan_block(db, scratch, data, (Buffer::Headers, start), found, conds) {
+                None => self.scan_errors += 1,
+                Some(false) => self.line_memo.insert(line),
+                Some(true) => {}
             }
         }
     }
@@ -1485,14 +1488,10 @@ impl Scanner {
             norm.finish(&mut out, &mut self.norm);
             self.found.clear();
             let scanned = match (self.set.body_block.as_ref(), self.scratch.as_ref()) {
-                (Some(db), Some(scratch)) => scan_block(
-                    db,
-                    scratch,
-                    &out,
-                    Buffer::Body,
-                    &mut self.found,
-                    &self.set.conds,
-                ),
+                (Some(db), Some(scratch)) => {
+                    let (found, conds) = (&mut self.found, &self.set.conds);
+                    scan_block(db, scratch, &out, (Buffer::Body, 0), found, conds).is_some()
+                }
                 _ => false,
             };
             if !scanned {
@@ -1801,35 +1800,40 @@ fn pre_scan(pre: &Prefilter, scratch: &Scratch, data: &[u8], seen: &mut [u64]) -
         .is_ok()
 }
 
-/// Scans `data` (one whole buffer) with the block database `db`, noting
-/// each condition's first match in `buffer` with its end offset. False if
-/// the scan failed; empty data is not scanned.
+/// Scans `data` (one whole buffer, at `start` in the scanner's copy of
+/// `buffer`) with the block database `db`, noting each condition's first
+/// match in `buffer` with its end offset. Returns whether any condition
+/// that applies to `buffer` matched, `None` if the scan failed; empty data
+/// is not scanned (no pattern matches nothing).
 fn scan_block(
     db: &BlockDatabase,
     scratch: &Scratch,
     data: &[u8],
-    buffer: Buffer,
+    (buffer, start): (Buffer, usize),
     found: &mut Vec<(usize, Buffer, Option<usize>)>,
     conds: &[(usize, Buffer)],
-) -> bool {
-    data.is_empty()
-        || db
-            .scan(data, scratch, |id, _, to, _| {
-                record(found, conds, id, buffer, Some(to as usize));
-                Matching::Continue
-            })
-            .is_ok()
+) -> Option<bool> {
+    let mut matched = false;
+    if data.is_empty() {
+        return Some(matched);
+    }
+    db.scan(data, scratch, |id, _, to, _| {
+        matched |= record(found, conds, id, buffer, Some(start + to as usize));
+        Matching::Continue
+    })
+    .ok()
+    .map(|_| matched)
 }
 
 /// Notes a match of condition `id` in `buffer` if the condition applies to
-/// that buffer.
+/// that buffer; returns whether it does.
 fn record(
     found: &mut Vec<(usize, Buffer, Option<usize>)>,
     conds: &[(usize, Buffer)],
     id: u32,
     buffer: Buffer,
     at: Option<usize>,
-) {
+) -> bool {
     let i = id as usize;
     let applies = conds
         .get(i)
@@ -1837,6 +1841,7 @@ fn record(
     if applies && !found.iter().any(|f| f.0 == i) {
         found.push((i, buffer, at));
     }
+    applies
 }
 
 #[cfg(test)]
