@@ -13,7 +13,9 @@
 //! the memo holds. The key is the bytes themselves, compared in full, not a
 //! hash of them: no collision can make unseen bytes pass for clean ones.
 //! Bytes that matched anything are never put in. One memo per inspection
-//! per shard, made with the rule set (a reload makes new ones).
+//! per shard. The signature memos live in the scanner, which a rule reload
+//! replaces; the structural detector does not depend on the rules, so its
+//! memo lives as long as the shard.
 //!
 //! Bounds: at most [`ENTRIES`] keys of at most [`MAX_KEY`] bytes (longer
 //! ones are always inspected), so at most 1 MiB of keys per memo. When it
