@@ -526,6 +526,14 @@ impl Report {
                 }
             );
         }
+        let sk = &st.skipped_clean;
+        if sk.targets + sk.header_lines + sk.values > 0 {
+            let _ = writeln!(
+                s,
+                "  seen clean before, not inspected again: targets {}, header lines {}, parameter values {}",
+                sk.targets, sk.header_lines, sk.values
+            );
+        }
         if st.signature_scan_errors > 0 {
             let _ = writeln!(
                 s,

@@ -132,9 +132,24 @@ pub struct Stats {
     pub ooo_overflow: u64,
     /// Hyperscan scans that failed: request data that was not inspected.
     pub signature_scan_errors: u64,
+    /// Inspections skipped because the same bytes were found clean before
+    /// (`crate::memo`): a measure of how much the memos save.
+    pub skipped_clean: SkippedClean,
     /// Packets to a destination not counted per destination because the
     /// shard already counted `detect.victim.max_victims` in that epoch.
     pub victim_overflow: u64,
+}
+
+/// Inspections skipped because their bytes were found clean before
+/// (see [`Stats::skipped_clean`]).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct SkippedClean {
+    /// Request targets not scanned again.
+    pub targets: u64,
+    /// Header lines not scanned again.
+    pub header_lines: u64,
+    /// Parameter values the structural SQL detector did not judge again.
+    pub values: u64,
 }
 
 /// What one rule decided in one shard (see [`Stats::rules`]).
@@ -188,6 +203,9 @@ impl Stats {
         self.fragments_timed_out += o.fragments_timed_out;
         self.ooo_overflow += o.ooo_overflow;
         self.signature_scan_errors += o.signature_scan_errors;
+        self.skipped_clean.targets += o.skipped_clean.targets;
+        self.skipped_clean.header_lines += o.skipped_clean.header_lines;
+        self.skipped_clean.values += o.skipped_clean.values;
         self.victim_overflow += o.victim_overflow;
     }
 
@@ -442,6 +460,12 @@ fn parse_stream(
             }
         };
         stats.signature_scan_errors += scanner.take_scan_errors();
+        let (targets, lines) = scanner.take_skipped();
+        stats.skipped_clean.targets += targets;
+        stats.skipped_clean.header_lines += lines;
+        if let Some((s, _)) = sq.as_mut() {
+            stats.skipped_clean.values += s.memo.take_hits();
+        }
         stats.rule_body_truncated += scanner.take_body_truncated();
         stats.rule_body_unverified += scanner.take_body_unverified();
         // A signature names the attack more precisely: it wins a tie.

@@ -43,6 +43,8 @@ pub struct Memo {
     /// Lookups that found the key, and keys put in, since made.
     hits: u64,
     inserts: u64,
+    /// `hits` when [`Memo::take_hits`] was last called.
+    taken: u64,
 }
 
 impl Memo {
@@ -91,6 +93,14 @@ impl Memo {
     pub fn stats(&self) -> (u64, u64) {
         (self.hits, self.inserts)
     }
+
+    /// Lookups that found the key since the last call (for the shard's
+    /// counters).
+    pub fn take_hits(&mut self) -> u64 {
+        let n = self.hits - self.taken;
+        self.taken = self.hits;
+        n
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +121,10 @@ mod tests {
         assert!(!m.check(b"Accept: */*"));
         assert!(!m.check(b"accept: */"));
         assert_eq!(m.stats(), (1, 1));
+        assert_eq!(m.take_hits(), 1);
+        assert_eq!(m.take_hits(), 0);
+        assert!(m.check(b"accept: */*"));
+        assert_eq!(m.take_hits(), 1);
     }
 
     #[test]

@@ -88,6 +88,10 @@ fn describe() {
         "HTTP request heads read and scanned"
     );
     describe_counter!(
+        "flowgate_inspection_skipped_total",
+        "Inspections skipped because the same bytes were found clean before, by what (target, header_line, value): no verdict changes"
+    );
+    describe_counter!(
         "flowgate_http_body_bytes_total",
         Unit::Bytes,
         "HTTP request body bytes inspected (chunked coding removed)"
@@ -216,6 +220,10 @@ fn describe() {
     );
 }
 
+/// The `what` labels of `flowgate_inspection_skipped_total`, in the order
+/// of `SkippedClean`'s fields.
+const SKIPPED: [&str; 3] = ["target", "header_line", "value"];
+
 /// Publishes one shard's counters as deltas against the last publish.
 pub struct ShardPublisher {
     shard: String,
@@ -241,6 +249,10 @@ impl ShardPublisher {
             "flowgate_http_evicted_busy_total",
         ] {
             counter!(name, "shard" => sh.clone()).absolute(0);
+        }
+        for what in SKIPPED {
+            counter!("flowgate_inspection_skipped_total", "shard" => sh.clone(), "what" => what)
+                .absolute(0);
         }
         for lost in crate::stream::Lost::ALL {
             counter!("flowgate_http_lost_total", "shard" => sh.clone(), "reason" => lost.label())
@@ -291,6 +303,17 @@ impl ShardPublisher {
             now.http_requests,
             l.http_requests,
         );
+        let (sc, lc) = (&now.skipped_clean, &l.skipped_clean);
+        for (what, cur, old) in [
+            (SKIPPED[0], sc.targets, lc.targets),
+            (SKIPPED[1], sc.header_lines, lc.header_lines),
+            (SKIPPED[2], sc.values, lc.values),
+        ] {
+            if cur > old {
+                counter!("flowgate_inspection_skipped_total", "shard" => sh.clone(), "what" => what)
+                    .increment(cur - old);
+            }
+        }
         inc(
             "flowgate_http_body_bytes_total",
             now.http_body_bytes,

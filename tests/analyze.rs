@@ -315,3 +315,25 @@ fn json_logs_are_one_object_per_line() {
     let v: serde_json::Value = serde_json::from_str(line).expect("json log line");
     assert_eq!(v["level"], "WARN");
 }
+
+/// Requests that repeat a target, header line or parameter value seen
+/// clean are not inspected again, and the summary says how often: the
+/// real capture's curl and sqlmap requests share their headers.
+#[test]
+fn inspections_skipped_as_seen_clean_are_counted() {
+    let (code, stdout, _, alerts, _) = analyze_cli(
+        &fixture("real/real_mixed.pcap"),
+        &["--summary", "json", "--shards", "1"],
+    );
+    assert_eq!(code, 0);
+    assert!(!alerts.is_empty());
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let st = &v["stats"];
+    let sk = &st["skipped_clean"];
+    let n = |k: &str| sk[k].as_u64().unwrap_or_else(|| panic!("{k}: {sk}"));
+    let requests = st["http_requests"].as_u64().unwrap();
+    assert!(n("header_lines") > 0, "{sk}");
+    assert!(n("values") > 0, "{sk}");
+    // At most every target once per request.
+    assert!(n("targets") <= requests, "{sk} {requests}");
+}

@@ -1017,6 +1017,12 @@ impl Scanner {
         self.uri_memo.stats()
     }
 
+    /// Request targets and header lines skipped as seen clean since the
+    /// last call (for the shard's counters).
+    pub fn take_skipped(&mut self) -> (u64, u64) {
+        (self.uri_memo.take_hits(), self.line_memo.take_hits())
+    }
+
     /// Forgets the targets and header lines seen clean, so everything is
     /// scanned again (tests and benchmarks that want no history).
     pub fn forget_clean(&mut self) {
