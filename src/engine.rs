@@ -331,7 +331,8 @@ impl Structural {
             Place::Json => (Norm::JSON, b'j'),
         };
         self.key.clear();
-        if v.raw.len() < memo::MAX_KEY {
+        // Cookie values are credentials: never kept (`crate::memo`).
+        if v.raw.len() < memo::MAX_KEY && place != Place::Cookie {
             self.key.push(tag);
             self.key.extend_from_slice(v.raw);
             if self.memo.check(&self.key) {
@@ -1224,6 +1225,11 @@ mod tests {
             assert!(s
                 .judge(value(Place::Query, b"1' OR '1'='1"), meta)
                 .is_some());
+        }
+        assert_eq!(s.memo.stats(), (1, 1));
+        // Cookie values are credentials: judged every time, never kept.
+        for _ in 0..2 {
+            assert!(s.judge(value(Place::Cookie, b"a81f9c"), meta).is_none());
         }
         assert_eq!(s.memo.stats(), (1, 1));
         // `\u0027` is a quote only in JSON.

@@ -2,20 +2,25 @@
 //! again.
 //!
 //! Clients send the same bytes over and over: a browser's `User-Agent`,
-//! `Accept` and `sec-ch-ua` lines, a session's cookie, `page=1`. On the
-//! HTTP corpus 88 % of header lines, 69 % of header bytes, repeat an
-//! earlier line. Two inspections are pure functions of the bytes they are
-//! given (and of the rule set): the signature scan of one header line
-//! (`signature::Scanner`, which matches each line on its own) and the
-//! structural SQL detector's judgement of one parameter value (`engine`,
-//! keyed with how the value is decoded). For those, bytes that were found
-//! clean once are clean again: skipping them changes no verdict, whatever
-//! the memo holds. The key is the bytes themselves, compared in full, not a
-//! hash of them: no collision can make unseen bytes pass for clean ones.
-//! Bytes that matched anything are never put in. One memo per inspection
-//! per shard. The signature memos live in the scanner, which a rule reload
-//! replaces; the structural detector does not depend on the rules, so its
-//! memo lives as long as the shard.
+//! `Accept` and `sec-ch-ua` lines, `/favicon.ico`, `page=1`. On the HTTP
+//! corpus 88 % of header lines, 69 % of header bytes, repeat an earlier
+//! line. Three inspections are pure functions of the bytes they are given
+//! (and of the rule set): the signature scan of a request target and of
+//! one header line (`signature::Scanner`, which matches each line on its
+//! own), and the structural SQL detector's judgement of one parameter
+//! value (`engine`, keyed with how the value is decoded). For those, bytes
+//! that were found clean once are clean again: skipping them changes no
+//! verdict, whatever the memo holds. The key is the bytes themselves,
+//! compared in full, not a hash of them: no collision can make unseen bytes
+//! pass for clean ones. Bytes that matched anything are never put in. One
+//! memo per inspection per shard. The signature memos live in the scanner,
+//! which a rule reload replaces; the structural detector does not depend on
+//! the rules, so its memo lives as long as the shard.
+//!
+//! Credentials are never put in (`Authorization`, `Proxy-Authorization`
+//! and `Cookie` lines, cookie values): a memo would keep another client's
+//! secret in memory for as long as it is reused, and how fast a request is
+//! inspected would tell whether a guessed line was sent before.
 //!
 //! Bounds: at most [`ENTRIES`] keys of at most [`MAX_KEY`] bytes (longer
 //! ones are always inspected), so at most 1 MiB of keys per memo. When it
@@ -50,6 +55,9 @@ pub struct Memo {
 impl Memo {
     /// Whether `key` is known clean (and counts the use).
     pub fn check(&mut self, key: &[u8]) -> bool {
+        if key.len() > MAX_KEY {
+            return false; // never kept: not worth hashing
+        }
         match self.keys.get_mut(key) {
             Some(n) => {
                 *n = n.saturating_add(1);

@@ -334,6 +334,9 @@ fn inspections_skipped_as_seen_clean_are_counted() {
     let requests = st["http_requests"].as_u64().unwrap();
     assert!(n("header_lines") > 0, "{sk}");
     assert!(n("values") > 0, "{sk}");
-    // At most every target once per request.
-    assert!(n("targets") <= requests, "{sk} {requests}");
+    // Every target but the first curl one and sqlmap's attacks repeats.
+    assert!(
+        n("targets") > 0 && n("targets") < requests,
+        "{sk} {requests}"
+    );
 }

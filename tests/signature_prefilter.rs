@@ -406,3 +406,27 @@ fn a_line_one_byte_from_a_clean_one_is_still_scanned() {
     // A line that matched is never remembered: sent again, it hits again.
     assert_eq!(s.scan_requests(bad).map(key), Some(hit));
 }
+
+/// A target one byte away from a target seen clean is scanned; and
+/// credential lines are never remembered (`Authorization`, `Cookie`): the
+/// memo keeps no secret and its timing tells nothing about them.
+#[test]
+fn near_copies_of_clean_targets_are_scanned_and_credentials_never_remembered() {
+    let mut s = scanner(false);
+    let req = |target: &str, extra: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: a\r\n{extra}\r\n").into_bytes()
+    };
+    assert!(s.scan_requests(&req("/item?id=12", "")).is_none());
+    assert!(s.scan_requests(&req("/item?id=12", "")).is_none());
+    assert_eq!(s.target_memo().0, 1);
+    let hit = s.scan_requests(&req("/item?id=12'--", "")).map(key);
+    assert_eq!(hit.map(|h| h.1), Some("uri"));
+    let (lines, _) = s.header_memo();
+    let secrets =
+        "Authorization: Bearer abc.def\r\nCookie: sid=42\r\nProxy-Authorization: Basic eA==\r\n";
+    for _ in 0..3 {
+        assert!(s.scan_requests(&req("/", secrets)).is_none());
+    }
+    // Only `Host: a` was skipped, twice: the credential lines never.
+    assert_eq!(s.header_memo().0 - lines, 3);
+}

@@ -830,7 +830,8 @@ pub struct Scanner {
     norm: http::Scratch,
     packed: Vec<u8>,
     /// Matches of the current scan step: (condition, buffer, end offset in
-    /// the step's data when it ended there).
+    /// the step's data when it ended there; for header lines, in
+    /// `headers`).
     found: Vec<(usize, Buffer, Option<usize>)>,
     /// Hyperscan calls that failed: data that was not inspected. Counted
     /// into the shard's stats (`signature_scan_errors`), never ignored.
@@ -1200,9 +1201,9 @@ impl Scanner {
     /// A line is normalized on its own (comments and escapes end with it)
     /// and scanned on its own, followed by its '\n' so the end of a value
     /// stays visible (`User-Agent: x' --`): no match spans two fields, and
-    /// `^` is the start of the line. A target or line that matches no
-    /// condition goes into its memo (`crate::memo`), and a repeat of it is
-    /// skipped. The lines scanned are kept one after another in `headers`,
+    /// `^` and `$` are its start and end. A target or line that matches no
+    /// condition goes into its memo (`crate::memo`; credential lines
+    /// never), and a repeat of it is skipped. The lines scanned are kept one after another in `headers`,
     /// for the excerpt of a hit.
     fn scan_head(&mut self, buf: &[u8], head: &Head) {
         self.headers.clear();
@@ -1223,7 +1224,9 @@ impl Scanner {
         }
         for f in &head.fields {
             let line = buf.get(f.name.0..f.value.1).unwrap_or(&[]);
-            if self.line_memo.check(line) {
+            let name = buf.get(f.name.0..f.name.1).unwrap_or(&[]);
+            let secret = holds_credentials(name);
+            if !secret && self.line_memo.check(line) {
                 continue;
             }
             let start = self.headers.len();
@@ -1236,8 +1239,8 @@ impl Scanner {
             let data = &self.headers[start..];
             match scan_block(db, scratch, data, (Buffer::Headers, start), found, conds) {
                 None => self.scan_errors += 1,
-                Some(false) => self.line_memo.insert(line),
-                Some(true) => {}
+                Some(false) if !secret => self.line_memo.insert(line),
+                Some(_) => {}
             }
         }
     }
@@ -1786,6 +1789,14 @@ impl Scanner {
             }
         }
     }
+}
+
+/// Whether a header field carries credentials, which the memo never
+/// keeps (`crate::memo`).
+fn holds_credentials(name: &[u8]) -> bool {
+    [&b"cookie"[..], b"authorization", b"proxy-authorization"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// Scans decoded bytes with the prefilter's token database, setting the
