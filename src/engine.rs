@@ -314,7 +314,8 @@ struct Structural {
     scratch: http::Scratch,
     /// Values judged clean, keyed by how they are decoded and their raw
     /// bytes: the judgement is a pure function of the two, so a repeat
-    /// (a browser's `User-Agent`, a session cookie, `page=1`) is skipped.
+    /// (a browser's `User-Agent`, `page=1`) is skipped; cookie values never
+    /// (credentials, see `crate::memo`).
     memo: Memo,
     key: Vec<u8>,
 }
