@@ -152,6 +152,25 @@ pub struct SkippedClean {
     pub values: u64,
 }
 
+impl SkippedClean {
+    /// Adds another shard's counts into these.
+    pub fn add(&mut self, o: &SkippedClean) {
+        self.targets += o.targets;
+        self.header_lines += o.header_lines;
+        self.values += o.values;
+    }
+
+    /// Each count with its `what` label in
+    /// `flowgate_inspection_skipped_total`.
+    pub fn labelled(&self) -> [(&'static str, u64); 3] {
+        [
+            ("target", self.targets),
+            ("header_line", self.header_lines),
+            ("value", self.values),
+        ]
+    }
+}
+
 /// What one rule decided in one shard (see [`Stats::rules`]).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct RuleCount {
@@ -203,9 +222,7 @@ impl Stats {
         self.fragments_timed_out += o.fragments_timed_out;
         self.ooo_overflow += o.ooo_overflow;
         self.signature_scan_errors += o.signature_scan_errors;
-        self.skipped_clean.targets += o.skipped_clean.targets;
-        self.skipped_clean.header_lines += o.skipped_clean.header_lines;
-        self.skipped_clean.values += o.skipped_clean.values;
+        self.skipped_clean.add(&o.skipped_clean);
         self.victim_overflow += o.victim_overflow;
     }
 
@@ -325,16 +342,17 @@ impl Structural {
     /// it. A hit blocks the source, like the built-in signatures.
     fn judge(&mut self, v: Value<'_>, meta: &Arc<RuleMeta>) -> Option<Hit> {
         let place = v.place;
-        // The key's first byte says how the value is decoded.
-        let (how, tag) = match place {
-            Place::Query | Place::Cookie | Place::Form => (Norm::FORM, b'f'),
-            Place::Header => (Norm::PLAIN, b'p'),
-            Place::Json => (Norm::JSON, b'j'),
+        let how = match place {
+            Place::Query | Place::Cookie | Place::Form => Norm::FORM,
+            Place::Header => Norm::PLAIN,
+            Place::Json => Norm::JSON,
         };
         self.key.clear();
         // Cookie values are credentials: never kept (`crate::memo`).
         if v.raw.len() < memo::MAX_KEY && place != Place::Cookie {
-            self.key.push(tag);
+            // The key's first byte is how the value is decoded.
+            self.key
+                .push(u8::from(how.plus_is_space) | u8::from(how.json) << 1);
             self.key.extend_from_slice(v.raw);
             if self.memo.check(&self.key) {
                 return None;

@@ -220,10 +220,6 @@ fn describe() {
     );
 }
 
-/// The `what` labels of `flowgate_inspection_skipped_total`, in the order
-/// of `SkippedClean`'s fields.
-const SKIPPED: [&str; 3] = ["target", "header_line", "value"];
-
 /// Publishes one shard's counters as deltas against the last publish.
 pub struct ShardPublisher {
     shard: String,
@@ -250,7 +246,7 @@ impl ShardPublisher {
         ] {
             counter!(name, "shard" => sh.clone()).absolute(0);
         }
-        for what in SKIPPED {
+        for (what, _) in crate::engine::SkippedClean::default().labelled() {
             counter!("flowgate_inspection_skipped_total", "shard" => sh.clone(), "what" => what)
                 .absolute(0);
         }
@@ -303,12 +299,8 @@ impl ShardPublisher {
             now.http_requests,
             l.http_requests,
         );
-        let (sc, lc) = (&now.skipped_clean, &l.skipped_clean);
-        for (what, cur, old) in [
-            (SKIPPED[0], sc.targets, lc.targets),
-            (SKIPPED[1], sc.header_lines, lc.header_lines),
-            (SKIPPED[2], sc.values, lc.values),
-        ] {
+        let was = l.skipped_clean.labelled();
+        for ((what, cur), (_, old)) in now.skipped_clean.labelled().into_iter().zip(was) {
             if cur > old {
                 counter!("flowgate_inspection_skipped_total", "shard" => sh.clone(), "what" => what)
                     .increment(cur - old);
