@@ -644,3 +644,51 @@ mod profile {
         );
     }
 }
+
+/// What a block scan of the head database costs: a fixed part per call
+/// and a part per byte (a measurement, not a check:
+/// `cargo test --release --lib prefilter::scan_cost -- --ignored --nocapture`).
+/// Cookie-like lines of random token bytes, 64 different ones per length.
+#[cfg(test)]
+mod scan_cost {
+    use hyperscan::Matching;
+
+    #[test]
+    #[ignore]
+    fn fixed_and_per_byte_cost_of_a_head_scan() {
+        let set = super::super::tests::builtin_set();
+        let db = set.head.as_ref().expect("head database");
+        let s = db.alloc_scratch().expect("scratch");
+        let alpha = b"abcdefghijklmnopqrstuvwxyz0123456789._-";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for n in [1usize, 16, 64, 128, 256, 512, 1024] {
+            let bufs: Vec<Vec<u8>> = (0..64)
+                .map(|_| {
+                    let mut v = b"cookie: sid=".to_vec();
+                    for _ in 0..n {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        v.push(alpha[(x % alpha.len() as u64) as usize]);
+                    }
+                    v.push(b'\n');
+                    v
+                })
+                .collect();
+            let reps = 200;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                for b in &bufs {
+                    db.scan(b.as_slice(), &s, |_, _, _, _| Matching::Continue)
+                        .expect("scan");
+                }
+            }
+            let ns = t.elapsed().as_nanos() as f64 / (reps * bufs.len()) as f64;
+            let len = bufs[0].len();
+            eprintln!(
+                "{len:>5} bytes: {ns:>6.0} ns per scan, {:>5.2} ns per byte",
+                ns / len as f64
+            );
+        }
+    }
+}
