@@ -12,6 +12,8 @@ Usage: fuzz/gen_seeds.py OUT_DIR   (perf/fuzz passes fuzz/target/seeds)
   config          deploy/flowgate.toml and fuzz/seeds/config/*
   rules_native    deploy/rules/sqli.toml whole and one file per rule
   rules_suricata  fuzz/seeds/suricata/*, whole and one file per rule
+  signatures      requests of tests/corpus/*.jsonl (a spread of the benign,
+                  every tenth attack), one per seed and a few back to back
 
 Nothing here is committed: the output lives under fuzz/target.
 """
@@ -201,6 +203,28 @@ def seeds_rules_suricata(out):
                 rule, n = "", n + 1
 
 
+def corpus_request(r):
+    """A labelled corpus request as bytes (tests/common/corpus.rs)."""
+    s = f"{r['method']} {r['uri']} HTTP/1.1\r\n"
+    for k, v in r["headers"]:
+        s += f"{k}: {v}\r\n"
+    return (s + "\r\n" + r["body"]).encode()
+
+
+def seeds_signatures(out):
+    import json
+
+    reqs = []
+    for name, step in (("benign.jsonl", 40), ("sqli_malicious.jsonl", 10)):
+        lines = (ROOT / "tests" / "corpus" / name).read_text().splitlines()
+        reqs += [corpus_request(json.loads(l)) for l in lines[::step]]
+    for i, req in enumerate(reqs):
+        write(out, f"req-{i}.http", req[:MAX_SEED])
+    # A connection carrying several requests.
+    for i in range(0, len(reqs) - 2, 30):
+        write(out, f"conn-{i}.http", b"".join(reqs[i : i + 3])[:MAX_SEED])
+
+
 def main():
     out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else FUZZ / "target" / "seeds")
     for name, fn in [
@@ -210,6 +234,7 @@ def main():
         ("config", seeds_config),
         ("rules_native", seeds_rules_native),
         ("rules_suricata", seeds_rules_suricata),
+        ("signatures", seeds_signatures),
     ]:
         d = out / name
         shutil.rmtree(d, ignore_errors=True)
