@@ -33,8 +33,15 @@ fn main() {
         let fresh = key(forgets.scan_requests(data));
         assert_eq!(first, fresh, "a memo changed the hit");
         pre.forget_clean();
-        assert_eq!(key(pre.scan_requests(data)), fresh, "the prefilter changed the hit");
+        assert_eq!(
+            key(pre.scan_requests(data)),
+            fresh,
+            "the prefilter changed the hit"
+        );
         let again = key(remembers.scan_requests(data));
-        assert_eq!(again, fresh, "the same input, scanned again, hit differently");
+        assert_eq!(
+            again, fresh,
+            "the same input, scanned again, hit differently"
+        );
     });
 }
