@@ -18,6 +18,7 @@ Usage: fuzz/gen_seeds.py OUT_DIR   (perf/fuzz passes fuzz/target/seeds)
 Nothing here is committed: the output lives under fuzz/target.
 """
 
+import json
 import pathlib
 import shutil
 import struct
@@ -212,8 +213,6 @@ def corpus_request(r):
 
 
 def seeds_signatures(out):
-    import json
-
     reqs = []
     for name, step in (("benign.jsonl", 40), ("sqli_malicious.jsonl", 10)):
         lines = (ROOT / "tests" / "corpus" / name).read_text().splitlines()
