@@ -271,7 +271,7 @@ pub struct ShardEngine {
     sources: BoundedTable<SourceKey, SourceState>,
     blocks: BoundedTable<SourceKey, Block>,
     /// HTTP flows whose client is in this shard.
-    flows: BoundedTable<FlowKey, Flow>,
+    flows: BoundedTable<FlowKey, Box<Flow>>,
     /// Bytes the shard's flows buffer (heads, out-of-order segments).
     budget: Budget,
     /// IP datagrams being reassembled from fragments.
@@ -305,7 +305,9 @@ pub struct ShardEngine {
 pub const SWEEP_INTERVAL_NS: Ts = packet::NANOS_PER_SEC;
 
 /// One HTTP flow: its reassembly and framing, and the inspection state of
-/// its current request.
+/// its current request. Kept boxed in the flow table: it is about 480
+/// bytes, and a table slot that held it inline was copied on every insert,
+/// removal and table growth; a box is one allocation per flow instead.
 struct Flow {
     http: HttpFlow,
     scan: RequestScan,
@@ -314,12 +316,12 @@ struct Flow {
 }
 
 impl Flow {
-    fn new(http: HttpFlow) -> Flow {
-        Flow {
+    fn new(http: HttpFlow) -> Box<Flow> {
+        Box::new(Flow {
             http,
             scan: RequestScan::default(),
             values: BodyValues::default(),
-        }
+        })
     }
 }
 
@@ -418,7 +420,7 @@ enum Parsed {
 /// head is scanned once when complete, each body byte once as it passes.
 /// Counts a flow evicted from a full bucket while it still mattered
 /// (mid-request, or dropped).
-fn count_eviction(stats: &mut Stats, evicted: Option<(FlowKey, Flow)>) {
+fn count_eviction(stats: &mut Stats, evicted: Option<(FlowKey, Box<Flow>)>) {
     if evicted.is_some_and(|(_, old)| old.http.eviction_weight() > 0) {
         stats.http_evicted_busy += 1;
     }
@@ -747,17 +749,22 @@ impl ShardEngine {
                 return self.allow();
             }
             let budget = &self.budget;
+            let mut made = false;
             let (flow, evicted) = self.flows.touch_or_insert_weighted(
                 fkey,
                 f.ts,
-                || Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget)),
+                || {
+                    made = true;
+                    Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget))
+                },
                 |fl| fl.http.eviction_weight(),
             );
             // A SYN restarts a finished or idle flow (port reuse). It does
             // not restart one that is dropped or in the middle of a request:
             // a forged SYN would otherwise make the rest of that request look
-            // like the start of a new, non-HTTP stream.
-            if flow.http.eviction_weight() == 0 {
+            // like the start of a new, non-HTTP stream. (A flow just made
+            // from this SYN is already what a restart would make.)
+            if !made && flow.http.eviction_weight() == 0 {
                 *flow = Flow::new(HttpFlow::from_syn(pkt.tcp_seq, budget));
             }
             count_eviction(&mut self.stats, evicted);

@@ -15,9 +15,10 @@ use crate::http::chunked::{Chunked, Step};
 use crate::http::head::{self, Framing, Head};
 use crate::shard::SourceKey;
 use crate::table::TableKey;
+use memchr::memmem;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 /// One TCP connection as seen from its client: the flow table's key.
 /// Bucketed by the client, so a flow lives in its client's shard.
@@ -279,8 +280,6 @@ pub struct HttpFlow {
     head: Vec<u8>,
     /// Bytes of `head` charged to the budget.
     head_charged: usize,
-    /// Start of the current line in `head` (to find the blank line).
-    line_start: usize,
     /// Heads read so far on this connection.
     requests: u32,
     /// The last request was CONNECT or asked for an Upgrade.
@@ -310,7 +309,6 @@ impl HttpFlow {
             phase: Phase::Idle,
             head: Vec::new(),
             head_charged: 0,
-            line_start: 0,
             requests: 0,
             tunnel: false,
             budget: budget.clone(),
@@ -425,7 +423,6 @@ impl HttpFlow {
                         return Event::More;
                     }
                     self.head.clear();
-                    self.line_start = 0;
                     self.phase = Phase::Head;
                 }
                 Phase::Head => return self.read_head(input, lim),
@@ -464,26 +461,8 @@ impl HttpFlow {
     }
 
     fn read_head<'a>(&mut self, input: &mut &'a [u8], lim: &Limits) -> Event<'a> {
-        // Find the blank line: an LF ending a line that is empty (or "\r").
         let base = self.head.len();
-        let mut end = None;
-        let mut at = 0;
-        while let Some(i) = memchr::memchr(b'\n', &input[at..]) {
-            let lf = base + at + i;
-            let line_len = lf - self.line_start;
-            let cr_only = line_len == 1
-                && (if self.line_start >= base {
-                    input[self.line_start - base]
-                } else {
-                    self.head[self.line_start]
-                }) == b'\r';
-            if line_len == 0 || cr_only {
-                end = Some(at + i + 1);
-                break;
-            }
-            self.line_start = lf + 1;
-            at += i + 1;
-        }
+        let end = head_end(&self.head, input);
         let take = end.unwrap_or(input.len());
         let room = lim.max_head.saturating_sub(base);
         let take_now = take.min(room);
@@ -568,6 +547,48 @@ impl HttpFlow {
 /// `a` after `b` in sequence space.
 fn seq_gt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
+}
+
+/// Where a head ends in `input`: just past the LF of its blank line (an LF
+/// ending a line that is empty or holds only a CR), given the head's bytes
+/// read before `input` (`prev`). Two vectorized searches over the segment
+/// rather than one search per line: a head is read once, line by line,
+/// by [`head::parse`] anyway.
+fn head_end(prev: &[u8], input: &[u8]) -> Option<usize> {
+    static CRLF: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\n\r\n"));
+    static LFLF: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+    // The byte `k` places before `input[i]` (from `prev` if need be);
+    // `None` before the head's first byte, which starts a line.
+    let before = |i: usize, k: usize| -> Option<u8> {
+        match i.checked_sub(k) {
+            Some(j) => input.get(j).copied(),
+            None => prev
+                .len()
+                .checked_sub(k - i)
+                .and_then(|j| prev.get(j).copied()),
+        }
+    };
+    // An LF at 0 or 1 may end a line begun in `prev`.
+    for (i, &c) in input.iter().enumerate().take(2) {
+        let blank = c == b'\n'
+            && match before(i, 1) {
+                None | Some(b'\n') => true,
+                Some(b'\r') => matches!(before(i, 2), None | Some(b'\n')),
+                Some(_) => false,
+            };
+        if blank {
+            return Some(i + 1);
+        }
+    }
+    // Further on, the blank line is "\n\r\n" or "\n\n" inside `input`:
+    // the first of either (a bare-LF one only counts before the CRLF one).
+    let crlf = CRLF.find(input);
+    let upto = crlf.map_or(input.len(), |p| p + 2);
+    match LFLF.find(input.get(..upto).unwrap_or(input)) {
+        Some(p) => Some(p + 2),
+        None => crlf.map(|p| p + 3),
+    }
 }
 
 #[cfg(test)]
@@ -697,5 +718,63 @@ mod tests {
         assert_eq!(got, ["head /", "lost unknown_length"]);
         drop(f);
         assert_eq!(budget.used(), 0);
+    }
+
+    /// The blank line as the parser found it before `head_end`: one LF
+    /// search per line, carrying the current line's start across segments.
+    fn head_end_by_lines(segs: &[&[u8]]) -> Option<(usize, usize)> {
+        let mut head: Vec<u8> = Vec::new();
+        let mut line_start = 0;
+        for (n, input) in segs.iter().enumerate() {
+            let base = head.len();
+            let mut at = 0;
+            while let Some(i) = memchr::memchr(b'\n', &input[at..]) {
+                let lf = base + at + i;
+                let line_len = lf - line_start;
+                let first = if line_start >= base {
+                    input[line_start - base]
+                } else {
+                    head[line_start]
+                };
+                if line_len == 0 || (line_len == 1 && first == b'\r') {
+                    return Some((n, at + i + 1));
+                }
+                line_start = lf + 1;
+                at += i + 1;
+            }
+            head.extend_from_slice(input);
+        }
+        None
+    }
+
+    proptest::proptest! {
+        /// `head_end` finds the same blank line as a search line by line,
+        /// wherever the head is cut into segments (CR, LF and ':' dense
+        /// bytes, so every edge case is common).
+        #[test]
+        fn head_end_is_the_first_blank_line(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'\r', b'\n', b'a', b':']), 0..40),
+            cuts in proptest::collection::vec(0usize..40, 0..4),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut segs: Vec<&[u8]> = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                segs.push(&bytes[at..c]);
+                at = c;
+            }
+            let mut head: Vec<u8> = Vec::new();
+            let mut got = None;
+            for (n, seg) in segs.iter().enumerate() {
+                if let Some(e) = head_end(&head, seg) {
+                    got = Some((n, e));
+                    break;
+                }
+                head.extend_from_slice(seg);
+            }
+            proptest::prop_assert_eq!(got, head_end_by_lines(&segs));
+        }
     }
 }

@@ -215,17 +215,22 @@ pub fn parse(buf: &[u8]) -> Result<Head, HeadError> {
             }
             continue;
         }
-        let Some(colon) = memchr::memchr(b':', &buf[a..b]).map(|i| a + i) else {
-            continue; // not a field; servers ignore or reject it
-        };
-        let name = &buf[a..colon];
-        if !name.iter().all(|&c| is_tchar(c)) {
-            let trimmed = trim(buf, (a, colon));
-            if is_framing(&buf[trimmed.0..trimmed.1]) {
-                smuggle("whitespace or junk in a framing header's name", &mut head);
+        // The name runs to the first byte that is not a tchar; a field iff
+        // that byte is its ':' (no separate search for the colon).
+        let stop = buf[a..b].iter().position(|&c| !is_tchar(c)).map(|i| a + i);
+        let colon = match stop {
+            Some(c) if buf[c] == b':' => c,
+            _ => {
+                let Some(colon) = memchr::memchr(b':', &buf[a..b]).map(|i| a + i) else {
+                    continue; // not a field; servers ignore or reject it
+                };
+                let trimmed = trim(buf, (a, colon));
+                if is_framing(&buf[trimmed.0..trimmed.1]) {
+                    smuggle("whitespace or junk in a framing header's name", &mut head);
+                }
+                continue;
             }
-            continue;
-        }
+        };
         head.fields.push(Field {
             name: (a, colon),
             value: trim(buf, (colon + 1, b)),
@@ -441,5 +446,49 @@ mod tests {
             smuggling("POST / HTTP/1.1\r\nContent-Length: 4, 4\r\nContent-Length: 4\r\n\r\n"),
             None
         );
+    }
+
+    proptest::proptest! {
+        /// Fields and smuggling verdicts are those of the rule as written
+        /// (a field is a line whose text before its first ':' is all tchar),
+        /// on lines dense in colons, blanks, junk and framing names.
+        #[test]
+        fn a_field_is_a_tchar_name_before_the_first_colon(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![
+                    "a", ":", " ", "\t", "\x7f", "content-length", "Content-Length",
+                    "transfer-encoding", "4", "chunked", "/",
+                ]), 0..8),
+                0..6),
+        ) {
+            let mut req = String::from("POST / HTTP/1.1\r\n");
+            for l in &lines {
+                req.push_str(&l.concat());
+                req.push_str("\r\n");
+            }
+            req.push_str("\r\n");
+            let buf = req.as_bytes();
+            let head = parse(buf).unwrap();
+            let mut want = Vec::new();
+            for l in &lines {
+                let line = l.concat();
+                if line.is_empty() {
+                    break;
+                }
+                if line.starts_with([' ', '\t']) {
+                    continue; // obs-fold: not a new field
+                }
+                let Some(colon) = line.find(':') else { continue };
+                if line[..colon].bytes().all(is_tchar) {
+                    want.push(line[..colon].to_string());
+                }
+            }
+            let got: Vec<String> = head
+                .fields
+                .iter()
+                .map(|f| String::from_utf8_lossy(&buf[f.name.0..f.name.1]).into_owned())
+                .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }
