@@ -32,11 +32,10 @@ const METHODS: [&[u8]; 9] = [
 pub fn starts_request(buf: &[u8]) -> Option<bool> {
     // Most payloads picked up mid-stream are not HTTP (floods carry
     // padding, other protocols share the port range): one byte says so.
+    // Only methods with this first byte can match (an HTTP response's
+    // `H` is compared with `HEAD ` alone).
     let first = *buf.first()?;
-    if !METHODS.iter().any(|m| m.first() == Some(&first)) {
-        return Some(false);
-    }
-    for m in METHODS {
+    for m in METHODS.iter().filter(|m| m.first() == Some(&first)) {
         let n = m.len().min(buf.len());
         if buf[..n] == m[..n] {
             return if n == m.len() { Some(true) } else { None };
