@@ -365,6 +365,17 @@ impl<K: TableKey, V> BoundedTable<K, V> {
         let slot = self.map.remove(&key)?;
         let b = self.bucket(&key);
         self.live[b] = self.live[b].saturating_sub(1);
+        // Its queue entry is stale now. At either end of the queue (a
+        // short-lived flow's is usually the newest) it goes at once, so a
+        // later insert does not spend a map probe, and a place in its
+        // expiry budget, on finding it stale; elsewhere it stays until a
+        // walk or `compact` reaches it.
+        let q = &mut self.fifo[b];
+        if q.back() == Some(&(key, slot.gen)) {
+            q.pop_back();
+        } else if q.front() == Some(&(key, slot.gen)) {
+            q.pop_front();
+        }
         Some(slot.value)
     }
 
@@ -570,6 +581,36 @@ mod tests {
         assert_eq!(t.len(), 1, "only the entry used within the idle time stays");
         assert!(t.get_mut(key(7)).is_some());
         assert_eq!(t.stats.expirations + t.stats.evictions, 2999);
+    }
+
+    #[test]
+    fn a_removed_entry_at_either_end_of_its_queue_leaves_nothing_stale() {
+        let mut t = BoundedTable::new(BUCKETS * 8, 10, Sharder::default());
+        let b0 = bucket_of(key(0));
+        let same: Vec<u32> = (0..200_000)
+            .filter(|i| bucket_of(key(*i)) == b0)
+            .take(4)
+            .collect();
+        for (n, &i) in same.iter().enumerate() {
+            t.insert(key(i), n as u64, ());
+        }
+        t.remove(key(same[3])); // the newest: the back of the queue
+        t.remove(key(same[0])); // the oldest: the front
+        t.remove(key(same[1])); // the front again
+        assert_eq!(t.fifo[b0].len(), 1, "only the live entry is queued");
+        // In the middle it stays queued, stale, as before.
+        t.insert(key(same[0]), 4, ());
+        t.insert(key(same[1]), 5, ());
+        t.remove(key(same[0]));
+        assert_eq!(t.fifo[b0].len(), 3);
+        // A stale entry in the middle still takes a place in an insert's
+        // expiry budget (two entries): same[1], idle too, waits for a walk.
+        t.insert(key(same[3]), 100, ());
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.stats.expirations, 1);
+        t.expire_all(200);
+        assert_eq!(t.len(), 0);
+        assert!(t.fifo[b0].is_empty());
     }
 
     #[test]
