@@ -27,7 +27,8 @@
 # Usage: perf/vs-suricata.sh [RUNS] [HTTP_SESSIONS]
 # Environment: CARGO_LOCK=/tmp/cargo.lock wraps the build in flock;
 # SKIP_BUILD=1 uses the binaries in $CARGO_TARGET_DIR/release as they are;
-# KEEP=DIR keeps alert logs and timings in DIR.
+# KEEP=DIR keeps alert logs and timings in DIR; MEASURE_TIMEOUT=S kills and
+# leaves out a measurement that takes longer than S seconds (default 600).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -105,19 +106,36 @@ print(len(hit), len(att), len(others), n, victim)
 EOF
 }
 
+# A measurement that fails or outlives MEASURE_TIMEOUT seconds (default 600;
+# each takes seconds) is killed and left out, and the loop goes on: once, on a
+# noisy VM, Suricata's autofp mode wrote its alerts and then sat idle for
+# minutes instead of exiting. The summary tables pair runs that both sides
+# completed.
+limit=${MEASURE_TIMEOUT:-600}
+lost() { # run pcap-name side threads dir
+  echo "run $1 $2 $3 threads $4: failed or killed after ${limit} s ($(head -1 "$5/time" 2>/dev/null)); not counted, output in $5" >&2
+}
+
 measure() { # run pcap-name pcap attackers side threads
   local r=$1 name=$2 pcap=$3 att=$4 side=$5 t=$6 d=$work/$2-$5-$6-$r
   mkdir -p "$d"
   if [ "$side" = suricata ]; then
     local mode=(--runmode single)
     [ "$t" = 2 ] && mode=(--runmode autofp --set "threading.detect-thread-ratio=$ratio2")
-    /usr/bin/time -f '%e %U %S' -o "$d/time" suricata -c perf/suricata/suricata.yaml \
-      -S perf/suricata/flowgate.rules -r "$pcap" -k none -l "$d" "${mode[@]}" >"$d/out" 2>&1
+    if ! /usr/bin/time -f '%e %U %S' -o "$d/time" timeout -s KILL "$limit" suricata \
+      -c perf/suricata/suricata.yaml -S perf/suricata/flowgate.rules -r "$pcap" -k none \
+      -l "$d" "${mode[@]}" >"$d/out" 2>&1; then
+      lost "$r" "$name" "$side" "$t" "$d"
+      return 0
+    fi
     grep -o 'Threads created -> .*Engine' "$d/out" | sed 's/ *Engine//' >"$d/threads" || true
     alerts=$d/eve.json
   else
-    /usr/bin/time -f '%e %U %S' -o "$d/time" "$FG" analyze "$pcap" --shards "$t" \
-      --summary json --alerts "$d/alerts.jsonl" >"$d/out" 2>"$d/err"
+    if ! /usr/bin/time -f '%e %U %S' -o "$d/time" timeout -s KILL "$limit" "$FG" analyze \
+      "$pcap" --shards "$t" --summary json --alerts "$d/alerts.jsonl" >"$d/out" 2>"$d/err"; then
+      lost "$r" "$name" "$side" "$t" "$d"
+      return 0
+    fi
     alerts=$d/alerts.jsonl
   fi
   read -r wall user sys <"$d/time"
@@ -153,7 +171,11 @@ per = {}
 for s, t in cols:
     f = f"{sys.argv[2]}/real-{s}-{t}-1/" + ("eve.json" if s == "suricata" else "alerts.jsonl")
     c = collections.defaultdict(collections.Counter)
-    for line in open(f):
+    try:
+        lines = open(f).readlines()
+    except FileNotFoundError:  # that measurement was left out
+        lines = []
+    for line in lines:
         d = json.loads(line)
         if d.get("event_type") == "alert":
             sid = d["alert"]["signature_id"]
@@ -204,19 +226,21 @@ print("| PCAP | side | threads | start-up CPU s | CPU s per M packets without st
 print("|---|---|---:|---:|---:|")
 net = {}
 for (name, side, t), v in sorted(raw.items()):
+    v = [x for x in v if (side, t, x[0]) in start]  # runs whose start-up was measured
     xs = [(r, (cpu - start[(side, t, r)]) / pk * 1e6) for r, pk, cpu in v]
     net[(name, side, t)] = dict(xs)
-    print(f"| {name} | {side} | {t} | {rng([start[(side, t, r)] for r, _, _ in v], S)} | {rng([x for _, x in xs], S)} |")
+    if v:
+        print(f"| {name} | {side} | {t} | {rng([start[(side, t, r)] for r, _, _ in v], S)} | {rng([x for _, x in xs], S)} |")
 print()
 print("| PCAP | threads | Suricata CPU s / flowgate CPU s (per run) | same without start-up | packets/s flowgate / Suricata (per run) |")
 print("|---|---:|---|---|---|")
 for name in sorted({k[0] for k in by if k[0] != "start"}):
     for t in ("1", "2"):
-        s = {x["run"]: x for x in by[(name, "suricata", t)]}
-        f = {x["run"]: x for x in by[(name, "flowgate", t)]}
+        s = {x["run"]: x for x in by.get((name, "suricata", t), [])}
+        f = {x["run"]: x for x in by.get((name, "flowgate", t), [])}
         cpu = [s[r]["cpu"] / f[r]["cpu"] for r in sorted(s) if r in f]
         pps = [f[r]["pps"] / s[r]["pps"] for r in sorted(s) if r in f]
-        ns, nf = net[(name, "suricata", t)], net[(name, "flowgate", t)]
+        ns, nf = net.get((name, "suricata", t), {}), net.get((name, "flowgate", t), {})
         cpun = [ns[r] / nf[r] for r in sorted(ns) if r in nf]
         print(f"| {name} | {t} | {', '.join(f'{x:.1f}×' for x in cpu)} | {', '.join(f'{x:.1f}×' for x in cpun)} | {', '.join(f'{x:.1f}×' for x in pps)} |")
 EOF
