@@ -220,8 +220,11 @@ pub fn parse(buf: &[u8]) -> Result<Head, HeadError> {
         let stop = buf[a..b].iter().position(|&c| !is_tchar(c)).map(|i| a + i);
         let colon = match stop {
             Some(c) if buf[c] == b':' => c,
-            _ => {
-                let Some(colon) = memchr::memchr(b':', &buf[a..b]).map(|i| a + i) else {
+            // All tchar: no colon, not a field; servers ignore or reject it.
+            None => continue,
+            // Junk before any colon: the colon, if any, lies after `c`.
+            Some(c) => {
+                let Some(colon) = memchr::memchr(b':', &buf[c..b]).map(|i| c + i) else {
                     continue; // not a field; servers ignore or reject it
                 };
                 let trimmed = trim(buf, (a, colon));
