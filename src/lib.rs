@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod output;
 pub mod packet;
 pub mod pipeline;
+pub mod prefetch;
 pub mod replay;
 pub mod rules;
 pub mod ruleset;

@@ -82,6 +82,16 @@ impl Chunk {
         bytes.get(r.off..end).unwrap_or(&[])
     }
 
+    /// Hints that `r`'s link and network headers will be read soon.
+    fn prefetch(&self, r: &Rec) {
+        let bytes: &[u8] = match (&self.map, r.mapped) {
+            (Some(m), true) => m,
+            _ => &self.owned,
+        };
+        crate::prefetch::read(bytes, r.off);
+        crate::prefetch::read(bytes, r.off + 63);
+    }
+
     /// Each record's shard. Records without a source address to key on
     /// are spread by position: any shard decides them the same way.
     fn shard_ids(&self, sharder: &Sharder, shards: usize) -> &[u16] {
@@ -108,6 +118,10 @@ const CHUNK_RECORDS: usize = 4096;
 /// Copied bytes per chunk (unmapped input) before it is sent: large records
 /// (up to `source::pcap::MAX_RECORD`) do not pile up in memory.
 const CHUNK_BYTES: usize = 8 << 20;
+
+/// Records ahead of the one being decided whose headers a worker asks
+/// into cache.
+const PREFETCH_RECORDS: usize = 8;
 
 /// Chunks a worker looks ahead at to compute the shard ids it owns before
 /// the others need them.
@@ -479,6 +493,11 @@ impl Worker {
         let ids = (self.shards > 1).then(|| c.shard_ids(&self.sharder, self.shards));
         let me = self.id as u16;
         for (i, r) in c.recs.iter().enumerate() {
+            // The first read of a packet's headers waits for memory: ask
+            // for a later record's while this one is decided.
+            if let Some(n) = c.recs.get(i + PREFETCH_RECORDS) {
+                c.prefetch(n);
+            }
             match self.next_tick {
                 Some(t) if r.ts >= t => self.tick(r.ts),
                 Some(_) => {}

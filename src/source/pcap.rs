@@ -387,6 +387,9 @@ pub fn display_name(path: &Path) -> PathBuf {
     }
 }
 
+/// How far ahead of the record walk a mapped capture is asked into cache.
+const READ_AHEAD: usize = 2048;
+
 /// Maps a regular file read-only.
 fn map(file: &File) -> std::io::Result<Mapping> {
     // SAFETY: the mapping is read-only and flowgate never writes the
@@ -574,7 +577,15 @@ impl PcapSource {
                     let map = map.clone();
                     let endian = header.endianness;
                     let micro = header.ts_resolution == PcapTsResolution::MicroSecond;
+                    // Each record header is the first read of new memory:
+                    // ask for the bytes ahead of the walk, across the page
+                    // boundaries the hardware prefetcher stops at.
+                    let mut ahead = input.start;
                     loop {
+                        while ahead < input.start + READ_AHEAD {
+                            crate::prefetch::read(&map, ahead);
+                            ahead += 64;
+                        }
                         let rest = map.get(input.start..input.end).unwrap_or(&[]);
                         let Some(h) = rest.first_chunk::<16>() else {
                             break;
