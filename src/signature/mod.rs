@@ -7,6 +7,8 @@
 //! a pointer swap plus one scratch allocation per shard.
 
 mod cache;
+#[cfg(test)]
+mod cost;
 pub mod native;
 mod prefilter;
 pub mod suricata;
