@@ -73,23 +73,23 @@ struct Rec {
 }
 
 impl Chunk {
-    fn data(&self, r: &Rec) -> &[u8] {
-        let end = r.off + r.len as usize;
-        let bytes: &[u8] = match (&self.map, r.mapped) {
+    /// The buffer `r`'s offset points into.
+    fn base(&self, r: &Rec) -> &[u8] {
+        match (&self.map, r.mapped) {
             (Some(m), true) => m,
             _ => &self.owned,
-        };
-        bytes.get(r.off..end).unwrap_or(&[])
+        }
+    }
+
+    fn data(&self, r: &Rec) -> &[u8] {
+        let end = r.off + r.len as usize;
+        self.base(r).get(r.off..end).unwrap_or(&[])
     }
 
     /// Hints that `r`'s link and network headers will be read soon.
     fn prefetch(&self, r: &Rec) {
-        let bytes: &[u8] = match (&self.map, r.mapped) {
-            (Some(m), true) => m,
-            _ => &self.owned,
-        };
-        crate::prefetch::read(bytes, r.off);
-        crate::prefetch::read(bytes, r.off + 63);
+        crate::prefetch::read(self.base(r), r.off);
+        crate::prefetch::read(self.base(r), r.off + 63);
     }
 
     /// Each record's shard. Records without a source address to key on
