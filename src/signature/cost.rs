@@ -6,8 +6,9 @@
 //! The buffers are the ones a pass of the scanner hands to Hyperscan (see
 //! `Scanner::scan_head` and `Scanner::body_last`): each distinct target
 //! and each distinct header line once (the memos skip repeats within a
-//! pass), `Cookie` and `Authorization` lines every time (never memoized),
-//! every body, all normalized as the scanner does. Each kind is timed with
+//! pass), credential lines (`Cookie`, `Authorization`,
+//! `Proxy-Authorization`) every time (never memoized), every body, all
+//! normalized as the scanner does. Each kind is timed with
 //! the built-in databases, best of five passes.
 //!
 //! The gate: for each built-in rule, a set of lowercase literals one of
@@ -18,8 +19,12 @@
 //! upper bound; the gate's own cost is a Hyperscan literal database over
 //! the same buffers.
 
-use crate::http::{self, BodyKind, Norm};
+use crate::http::{self, Norm};
 use hyperscan::{BlockDatabase, Builder, Matching, Pattern, PatternFlags, Patterns};
+
+#[path = "../../tests/common/corpus.rs"]
+#[allow(dead_code)]
+mod corpus;
 
 /// Per built-in rule: literals one of which each match contains.
 const GATE: &[(u32, &[&str])] = &[
@@ -145,8 +150,10 @@ enum Kind {
     Body,
 }
 
-/// The normalized buffers of one pass: (kind, malicious, bytes).
+/// The normalized buffers of one pass: (kind, malicious, bytes), and the
+/// pass's raw request bytes.
 fn buffers() -> (Vec<(Kind, bool, Vec<u8>)>, usize) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut s = http::Scratch::default();
     let mut out = Vec::new();
     let mut raw_bytes = 0;
@@ -155,27 +162,10 @@ fn buffers() -> (Vec<(Kind, bool, Vec<u8>)>, usize) {
         std::collections::HashSet::new(),
     );
     for name in ["benign.jsonl", "sqli_malicious.jsonl"] {
-        let path = format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(path).expect("corpus");
         let bad = name.starts_with("sqli");
-        for l in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json");
-            let mut req = format!(
-                "{} {} HTTP/1.1\r\n",
-                v["method"].as_str().unwrap_or("GET"),
-                v["uri"].as_str().unwrap_or("/")
-            );
-            for h in v["headers"].as_array().into_iter().flatten() {
-                req += &format!(
-                    "{}: {}\r\n",
-                    h[0].as_str().unwrap_or(""),
-                    h[1].as_str().unwrap_or("")
-                );
-            }
-            req += "\r\n";
-            let body = v["body"].as_str().unwrap_or("").as_bytes();
-            raw_bytes += req.len() + body.len();
-            let r = req.into_bytes();
+        for req in corpus::load(root, name) {
+            let r = req.bytes();
+            raw_bytes += r.len();
             let h = http::head::parse(&r).expect("corpus head");
             let target = &r[h.target.0..h.target.1];
             if targets.insert(target.to_vec()) {
@@ -185,10 +175,7 @@ fn buffers() -> (Vec<(Kind, bool, Vec<u8>)>, usize) {
             }
             for f in &h.fields {
                 let line = &r[f.name.0..f.value.1];
-                let name = &r[f.name.0..f.name.1];
-                let cred = [&b"cookie"[..], b"authorization"]
-                    .iter()
-                    .any(|n| name.eq_ignore_ascii_case(n));
+                let cred = super::holds_credentials(&r[f.name.0..f.name.1]);
                 if cred || lines.insert(line.to_vec()) {
                     let mut o = Vec::new();
                     http::normalize(line, Norm::PLAIN, &mut o, &mut s);
@@ -196,14 +183,14 @@ fn buffers() -> (Vec<(Kind, bool, Vec<u8>)>, usize) {
                     out.push((if cred { Kind::Credential } else { Kind::Line }, bad, o));
                 }
             }
-            if !body.is_empty() {
-                let how = match h.body_kind {
-                    BodyKind::Json => Norm::JSON,
-                    BodyKind::Form => Norm::FORM,
-                    BodyKind::Other => Norm::PLAIN,
-                };
+            if !req.body.is_empty() {
                 let mut o = Vec::new();
-                http::normalize(body, how, &mut o, &mut s);
+                http::normalize(
+                    req.body.as_bytes(),
+                    super::body_norm(h.body_kind),
+                    &mut o,
+                    &mut s,
+                );
                 out.push((Kind::Body, bad, o));
             }
         }

@@ -1083,11 +1083,7 @@ impl Scanner {
         rs.raw_pos = 0;
         rs.partial.clear();
         rs.tail.clear();
-        rs.norm = Some(Normalizer::new(match head.body_kind {
-            BodyKind::Json => Norm::JSON,
-            BodyKind::Form => Norm::FORM,
-            BodyKind::Other => Norm::PLAIN,
-        }));
+        rs.norm = Some(Normalizer::new(body_norm(head.body_kind)));
         rs.shead = None;
         rs.sbody.clear();
         rs.pending = None;
@@ -1099,11 +1095,7 @@ impl Scanner {
         if pre && self.set.body.is_some() {
             rs.pending = Some(Box::new(Pending {
                 raw: Vec::new(),
-                dec: Normalizer::new(match head.body_kind {
-                    BodyKind::Json => Norm::JSON,
-                    BodyKind::Form => Norm::FORM,
-                    BodyKind::Other => Norm::PLAIN,
-                }),
+                dec: Normalizer::new(body_norm(head.body_kind)),
                 seen: Default::default(),
                 carry: Vec::new(),
                 held: Held {
@@ -1790,6 +1782,15 @@ impl Scanner {
                 return hit;
             }
         }
+    }
+}
+
+/// How a body of this type is normalized.
+fn body_norm(kind: BodyKind) -> Norm {
+    match kind {
+        BodyKind::Json => Norm::JSON,
+        BodyKind::Form => Norm::FORM,
+        BodyKind::Other => Norm::PLAIN,
     }
 }
 
